@@ -1,0 +1,134 @@
+"""The value types every connector and plugin shares: Identity, Target, Command, Decision."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling, as proven by a validated token."""
+
+    subject: str
+    groups: frozenset[str]
+    expires_at: float  # unix seconds
+    issuer: str
+    method: str = "oidc"  # how it authenticated: "oidc" (a validated JWT)
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "sub": self.subject,
+            "groups": sorted(self.groups),
+            "iss": self.issuer,
+            "exp": self.expires_at,
+            "method": self.method,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A named backend the gateway dials with its own credentials."""
+
+    name: str
+    protocol: str
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)  # never logged, never recorded
+    database: str | None = None
+    tls: str = "prefer"  # disable | prefer | require | verify-full
+    ca_file: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """What a recording may hold about the target (no secrets)."""
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "address": f"{self.host}:{self.port}",
+            "database": self.database,
+            "user": self.user,
+        }
+
+
+class Category(enum.StrEnum):
+    """Protocol-independent categories rules can name."""
+
+    READ = "read"
+    WRITE = "write"
+    DDL = "ddl"
+    DCL = "dcl"
+    ADMIN = "admin"
+    TRANSACTION = "transaction"
+    SESSION = "session"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What a connector parsed out of the traffic, ready to be judged.
+
+    ``kinds`` are protocol-specific names (``select``, ``delete``, ``drop``, ``GET``, ``exec``);
+    ``categories`` are the shared :class:`Category` values. A multi-statement message yields one
+    Command per statement; a connector judges each and blocks the message if any is denied.
+    """
+
+    protocol: str
+    text: str
+    kinds: frozenset[str]
+    categories: frozenset[Category]
+    objects: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()  # no_where, multi_statement, side_effect_function, ...
+    params: tuple[Any, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "text": self.text,
+            "kinds": sorted(self.kinds),
+            "categories": sorted(str(c) for c in self.categories),
+            "objects": sorted(self.objects),
+            "flags": sorted(self.flags),
+        }
+
+
+class Action(enum.StrEnum):
+    ALLOW = "allow"
+    REVIEW = "review"
+    DENY = "deny"
+
+    @property
+    def severity(self) -> int:
+        return {Action.ALLOW: 0, Action.REVIEW: 1, Action.DENY: 2}[self]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one Command. A denial is a value, not an exception."""
+
+    action: Action
+    rule: str  # the rule that decided, or "policy.default", or "plugin:<name>"
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.action is Action.ALLOW
+
+    def to_record(self) -> dict[str, str]:
+        return {"action": str(self.action), "rule": self.rule, "reason": self.reason}
+
+    @staticmethod
+    def strictest(decisions: list[Decision]) -> Decision:
+        """deny beats review beats allow; among equals the first wins."""
+        best = decisions[0]
+        for d in decisions[1:]:
+            if d.action.severity > best.action.severity:
+                best = d
+        return best

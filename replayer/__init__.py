@@ -1,0 +1,1 @@
+"""The auditors' terminal UI (issue 5). Reads recordings only through gateway.recording.reader."""
