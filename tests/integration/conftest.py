@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.gateway import GatewayProcess, start_gateway
 from tests.support.pgcluster import PgCluster
 
 
@@ -30,3 +31,13 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One real ``wardgate serve`` in front of the private cluster, shared by the session."""
+    gw = start_gateway(tmp_path_factory.mktemp("wardgate"), pg_cluster)
+    try:
+        yield gw
+    finally:
+        gw.stop()

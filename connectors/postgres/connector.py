@@ -1,0 +1,296 @@
+"""The PostgreSQL connector: start-up negotiation with the agent, then the relay.
+
+An agent connects like to any PostgreSQL server: ``dbname`` names the target, the password is
+its token, ``user`` is only recorded. The gateway answers SSLRequest with its own certificate
+(or accepts PostgreSQL 17 direct TLS), asks for the token as a password over TLS only, validates
+it, dials the target with the gateway's credentials, and relays.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import secrets
+from dataclasses import dataclass
+
+import trio
+
+from gateway.connector import ConnectionContext
+from gateway.errors import AuthenticationError, ProtocolError, RecordingError
+from gateway.model import Action, Identity, Target
+from gateway.runtime import Gateway, SessionLimitError
+from gateway.tls import TLSError, TLSStream
+
+from .codec import FrontendDecoder
+from .messages import (
+    AuthenticationCleartextPassword,
+    CancelRequest,
+    GSSENCRequest,
+    PasswordMessage,
+    SSLRequest,
+    StartupMessage,
+    parse_password,
+)
+from .relay import Relay
+from .replies import authentication_ok, backend_key_data, error_response, ready_for_query
+from .upstream import FORWARDED_PARAMETERS, UpstreamError, dial
+
+log = logging.getLogger("wardgate.postgres")
+
+_TLS_RECORD_HANDSHAKE = 0x16  # first byte of a ClientHello: PostgreSQL 17 direct TLS
+ALPN = b"postgresql"
+
+
+class ClientRefused(Exception):
+    """End the connection with a FATAL error before any session exists."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass
+class _Client:
+    stream: trio.abc.Stream
+    decoder: FrontendDecoder
+    tls: bool = False
+
+    async def read(self) -> object:
+        while True:
+            message = self.decoder.next_message()
+            if message is not None:
+                return message
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise ClientRefused("08006", "client closed the connection")
+            self.decoder.receive_data(data)
+
+
+@dataclass(frozen=True)
+class _CancelTarget:
+    target: Target
+    pid: int
+    secret: bytes
+
+
+class PostgresConnector:
+    protocol = "postgres"
+
+    def __init__(self) -> None:
+        # The agent gets the gateway's own cancel key; this maps it to the target's.
+        self._cancel_keys: dict[tuple[int, bytes], _CancelTarget] = {}
+
+    async def handle(self, stream: trio.abc.Stream, ctx: ConnectionContext) -> None:
+        gw = ctx.gateway
+        limits = gw.config.limits
+        client = _Client(stream, FrontendDecoder(limits.max_message_bytes))
+        try:
+            with trio.move_on_after(limits.handshake_timeout) as handshake:
+                startup = await self._negotiate(client, ctx)
+            if handshake.cancelled_caught:
+                log.info("%s: start-up deadline passed", ctx.peer)
+                return
+            if startup is None:
+                return
+            with trio.move_on_after(limits.auth_timeout) as auth:
+                identity = await self._authenticate(client, ctx, startup)
+            if auth.cancelled_caught:
+                raise ClientRefused("28000", "authentication took too long")
+            target = self._target_for(gw, identity, startup)
+            with trio.move_on_after(limits.handshake_timeout + limits.auth_timeout) as dialling:
+                upstream = await dial(
+                    gw, target, startup.params, max_message_size=limits.max_message_bytes
+                )
+            if dialling.cancelled_caught:
+                raise ClientRefused("08001", f"target {target.name!r} did not answer in time")
+        except ClientRefused as refused:
+            await _send_fatal(client.stream, refused.sqlstate, str(refused))
+            return
+        except UpstreamError as exc:
+            await _send_fatal(client.stream, exc.sqlstate, str(exc))
+            return
+        except ProtocolError as exc:
+            await _send_fatal(client.stream, exc.sqlstate, f"protocol violation: {exc}")
+            return
+        except TLSError as exc:
+            log.info("%s: TLS handshake failed: %s", ctx.peer, exc)
+            return
+
+        cancel_key = (secrets.randbits(31), secrets.token_bytes(4))
+        try:
+            client_info = {
+                "user": startup.params.get("user", ""),
+                "application_name": startup.params.get("application_name", ""),
+                "tls": client.tls,
+                "dropped_parameters": sorted(
+                    k
+                    for k in startup.params
+                    if k not in FORWARDED_PARAMETERS | {"user", "database", "client_encoding"}
+                ),
+            }
+            async with gw.session(
+                identity=identity,
+                target=target,
+                protocol="postgres",
+                peer=ctx.peer,
+                client=client_info,
+            ) as session:
+                if upstream.key is not None:
+                    self._cancel_keys[cancel_key] = _CancelTarget(
+                        target, upstream.key.pid, upstream.key.secret_key
+                    )
+                hello = [
+                    authentication_ok(),
+                    *upstream.parameter_messages,
+                    *upstream.notices,
+                    backend_key_data(cancel_key[0], cancel_key[1]),
+                    ready_for_query("I"),
+                ]
+                await client.stream.send_all(b"".join(hello))
+                relay = Relay(
+                    session,
+                    client.stream,
+                    client.decoder,
+                    upstream.stream,
+                    upstream.decoder,
+                    idle_timeout=limits.idle_timeout,
+                )
+                reason = await relay.run()
+                session.record("disconnect", {"reason": reason})
+        except SessionLimitError as exc:
+            await _send_fatal(client.stream, "53300", str(exc))
+        except RecordingError as exc:
+            await _send_fatal(
+                client.stream,
+                "58030",
+                f"session recording could not be written; refusing (fail closed): {exc}",
+            )
+        finally:
+            self._cancel_keys.pop(cancel_key, None)
+            await trio.aclose_forcefully(upstream.stream)
+
+    # -- start-up ---------------------------------------------------------------------------
+    async def _negotiate(self, client: _Client, ctx: ConnectionContext) -> StartupMessage | None:
+        listener = ctx.listener
+        first = await client.stream.receive_some(65536)
+        if not first:
+            return None
+        if first[0] == _TLS_RECORD_HANDSHAKE:
+            if listener.tls == "disabled":
+                raise ClientRefused("08P01", "this listener does not offer TLS")
+            await self._start_tls(client, ctx, prefix=first, direct=True)
+        else:
+            client.decoder.receive_data(first)
+        while True:
+            message = await client.read()
+            if isinstance(message, (SSLRequest, GSSENCRequest)):
+                if client.decoder.pending_bytes():
+                    # CVE-2021-23214: bytes sent after the request but before the handshake
+                    # were never protected by TLS; refuse rather than read them as start-up.
+                    raise ClientRefused("08P01", "received unencrypted data after SSL request")
+                if isinstance(message, GSSENCRequest) or client.tls or listener.tls == "disabled":
+                    await client.stream.send_all(b"N")
+                    continue
+                await client.stream.send_all(b"S")
+                await self._start_tls(client, ctx, prefix=b"", direct=False)
+            elif isinstance(message, CancelRequest):
+                await self._cancel(ctx.gateway, message)
+                return None
+            elif isinstance(message, StartupMessage):
+                if not client.tls and listener.tls == "required":
+                    raise ClientRefused(
+                        "28000", "this wardgate listener requires TLS: connect with sslmode=require"
+                    )
+                return message
+            else:
+                raise ClientRefused("08P01", f"unexpected {type(message).__name__} during start-up")
+
+    async def _start_tls(
+        self, client: _Client, ctx: ConnectionContext, *, prefix: bytes, direct: bool
+    ) -> None:
+        context = ctx.gateway.server_tls(alpn=[ALPN])
+        tls = TLSStream.server(client.stream, context, prefix=prefix)
+        await tls.do_handshake()
+        if direct and tls.selected_alpn != ALPN:
+            # PostgreSQL 17 requires ALPN for direct TLS so a TLS-terminating proxy of some
+            # other protocol cannot be confused with us.
+            raise ClientRefused("08P01", 'direct TLS requires ALPN "postgresql"')
+        client.stream = tls
+        client.tls = True
+
+    async def _authenticate(
+        self, client: _Client, ctx: ConnectionContext, startup: StartupMessage
+    ) -> Identity:
+        if not client.tls and not ctx.listener.allow_cleartext_password:
+            raise ClientRefused(
+                "28000", "the token may only be sent over TLS: connect with sslmode=require"
+            )
+        await client.stream.send_all(AuthenticationCleartextPassword().encode())
+        message = await client.read()
+        if not isinstance(message, PasswordMessage):
+            raise ClientRefused(
+                "08P01", f"expected a password message, got {type(message).__name__}"
+            )
+        try:
+            token = parse_password(message)
+        except ProtocolError as exc:
+            raise ClientRefused("28P01", f"password message malformed: {exc}") from exc
+        try:
+            return await ctx.gateway.authenticate(token.strip())
+        except AuthenticationError as exc:
+            log.info("%s: token rejected: %s", ctx.peer, exc)
+            raise ClientRefused("28P01", f"token rejected: {exc}") from exc
+
+    def _target_for(self, gw: Gateway, identity: Identity, startup: StartupMessage) -> Target:
+        name = startup.params.get("database") or startup.params.get("user", "")
+        target = gw.target(name)
+        if target is None or target.protocol != "postgres":
+            raise ClientRefused(
+                "3D000", f'target "{name}" does not exist (dbname names a wardgate target)'
+            )
+        if not _may_reach(gw, identity, target):
+            raise ClientRefused(
+                "42501", f'no wardgate rule gives "{identity.subject}" access to target "{name}"'
+            )
+        return target
+
+    async def _cancel(self, gw: Gateway, request: CancelRequest) -> None:
+        entry = self._cancel_keys.get((request.pid, request.secret_key))
+        if entry is None:
+            return  # PostgreSQL ignores unknown keys silently; so do we
+        target = entry.target
+        try:
+            with trio.fail_after(gw.config.limits.handshake_timeout):
+                sock = await trio.open_tcp_stream(target.host, target.port)
+                async with sock:
+                    await sock.send_all(CancelRequest(entry.pid, entry.secret).encode())
+                    await sock.receive_some(1)  # the server closes when done
+        except (OSError, trio.TooSlowError) as exc:
+            log.warning("cancel for target %s failed: %s", target.name, exc)
+
+
+def _may_reach(gw: Gateway, identity: Identity, target: Target) -> bool:
+    """Could any rule allow (or review) something for this identity on this target?"""
+    if gw.policy.default is not Action.DENY:
+        return True
+    for rule in gw.policy.rules:
+        if rule.action is Action.DENY:
+            continue
+        if rule.groups is not None and not (rule.groups & identity.groups):
+            continue
+        if rule.targets is not None and not any(
+            fnmatch.fnmatchcase(target.name, g) for g in rule.targets
+        ):
+            continue
+        if rule.protocols is not None and target.protocol not in rule.protocols:
+            continue
+        return True
+    return False
+
+
+async def _send_fatal(stream: trio.abc.Stream, sqlstate: str, message: str) -> None:
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(error_response("FATAL", sqlstate, message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, TLSError):
+            pass

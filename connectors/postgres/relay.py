@@ -1,0 +1,544 @@
+"""The relay: every client message judged before it reaches the target, every reply masked.
+
+Two tasks, one per direction. The client-side task parses each message, decides, records the
+decision (flushed before anything is forwarded) and forwards the bytes as they came. A denied
+statement is not forwarded: it is replaced by a statement that fails to parse, so the target
+answers exactly where the denied one would have (its error aborts the transaction and, in the
+extended protocol, skips to Sync, just as a real permission error does), and the server-side
+task substitutes the denial for that error. Replies therefore stay in order however deeply a
+client pipelines, which injecting replies from the client side could not guarantee.
+
+The server-side task matches replies to requests with a FIFO of what was forwarded, the way a
+PostgreSQL driver does: that is how it knows which result formats and column names a DataRow
+belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from gateway.errors import ProtocolError, RecordingError
+from gateway.model import Action, Category, Command, Decision
+from gateway.session import Session
+
+from .backend import ErrorResponse, FieldDescription, NoticeResponse, RowDescription, decode_backend
+from .classify import classify, classify_with_prepared, prepared_statement_name
+from .codec import BackendDecoder, FrontendDecoder
+from .frontend import Bind, Close, Describe, Execute, Parse, Query, decode_frontend
+from .replies import error_response
+from .results import ResultSet
+
+log = logging.getLogger("wardgate.postgres")
+
+#: What a denied statement is replaced with: it cannot parse, so it cannot run, and the target's
+#: syntax error marks the exact place in the reply stream where the denial belongs.
+DENIED_PLACEHOLDER = "WARDGATE_DENIED"
+_CHUNK = 65536
+
+
+def _params_for_record(bind: Bind | None) -> list[Any]:
+    if bind is None:
+        return []
+    out: list[Any] = []
+    for i, value in enumerate(bind.params):
+        if value is None:
+            out.append(None)
+        elif bind.param_format(i) == 0:
+            out.append(str(value, "utf-8", "replace"))
+        else:
+            out.append(bytes(value))
+    return out
+
+
+@dataclass
+class Statement:
+    sql: str
+    commands: tuple[Command, ...]
+    decision: Decision
+
+
+@dataclass
+class Pending:
+    """One forwarded request whose reply has not been fully seen yet."""
+
+    kind: str  # query | parse | bind | describe_s | describe_p | execute | close | sync | function
+    name: str = ""
+    denial: Decision | None = None
+    statement: str = ""
+    result_formats: tuple[int, ...] | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class Relay:
+    def __init__(
+        self,
+        session: Session,
+        client: trio.abc.Stream,
+        client_decoder: FrontendDecoder,
+        server: trio.abc.Stream,
+        server_decoder: BackendDecoder,
+        *,
+        idle_timeout: float,
+    ) -> None:
+        self.session = session
+        self.client = client
+        self.client_decoder = client_decoder
+        self.server = server
+        self.server_decoder = server_decoder
+        self.idle_timeout = idle_timeout
+        self.client_send_lock = trio.Lock()
+        self.pending: deque[Pending] = deque()
+        # client side
+        self.statements: dict[str, Statement] = {}
+        self.portals: dict[str, tuple[str, Bind]] = {}
+        self.sql_prepared: dict[str, Command] = {}
+        # server side
+        self.statement_fields: dict[str, tuple[FieldDescription, ...] | None] = {}
+        self.portal_fields: dict[str, tuple[FieldDescription, ...] | None] = {}
+        self.result: ResultSet | None = None
+        self.transaction_status = "I"
+        self.copy_out_binary = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def send_client(self, data: bytes) -> None:
+        async with self.client_send_lock:
+            await self.client.send_all(data)
+
+    async def fatal(self, sqlstate: str, message: str) -> None:
+        """Tell the client why the session ends; best effort, the connection closes next."""
+        with trio.move_on_after(5):
+            try:
+                await self.send_client(error_response("FATAL", sqlstate, message))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def run(self) -> str:
+        """Relay until either side closes; returns why the session ended."""
+        reason = "client closed"
+        async with trio.open_nursery() as nursery:
+
+            async def client_side() -> None:
+                nonlocal reason
+                reason = await self._client_to_server()
+                nursery.cancel_scope.cancel()
+
+            async def server_side() -> None:
+                nonlocal reason
+                reason = await self._server_to_client()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(client_side)
+            nursery.start_soon(server_side)
+        return reason
+
+    # -- client -> server -------------------------------------------------------------------
+    async def _client_to_server(self) -> str:
+        decoder = self.client_decoder
+        while True:
+            with trio.move_on_after(self.idle_timeout) as idle:
+                data = await self.client.receive_some(_CHUNK)
+            if idle.cancelled_caught:
+                await self.fatal("57P05", "terminating connection due to idle timeout (wardgate)")
+                return "idle timeout"
+            if not data:
+                return "client closed"
+            try:
+                decoder.receive_data(data)
+                out: list[bytes] = []
+                while (framed := decoder.next_raw()) is not None:
+                    tag, body, raw = framed
+                    verdict = self._from_client(tag, body, raw, out)
+                    if verdict is not None:
+                        if out:
+                            await self.server.send_all(b"".join(out))
+                        return verdict
+            except ProtocolError as exc:
+                await self.fatal(exc.sqlstate, f"protocol violation: {exc}")
+                return f"protocol error: {exc}"
+            except RecordingError as exc:
+                await self.fatal(
+                    "58030", f"session recording failed; ending the session (fail closed): {exc}"
+                )
+                return "recording failed"
+            except _SessionExpired:
+                await self.fatal("28000", "the token has expired; reconnect with a fresh token")
+                return "token expired"
+            if out:
+                await self.server.send_all(b"".join(out))
+
+    def _from_client(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> str | None:
+        """Handle one client message; append what to forward. A string result ends the relay."""
+        if tag == b"Q":
+            self._query(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+        elif tag == b"P":
+            self._parse(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+        elif tag == b"B":
+            bind: Bind = decode_frontend(tag, body, raw)  # type: ignore[assignment]
+            self.portals[bind.portal] = (bind.statement, bind)
+            self.pending.append(Pending("bind", bind.portal))
+            out.append(raw)
+        elif tag == b"E":
+            self._execute(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+        elif tag == b"D":
+            describe: Describe = decode_frontend(tag, body, raw)  # type: ignore[assignment]
+            kind = "describe_s" if describe.kind == "S" else "describe_p"
+            statement = ""
+            if kind == "describe_p" and describe.name in self.portals:
+                statement = self.portals[describe.name][0]
+            self.pending.append(Pending(kind, describe.name, statement=statement))
+            out.append(raw)
+        elif tag == b"C":
+            close: Close = decode_frontend(tag, body, raw)  # type: ignore[assignment]
+            if close.kind == "S":
+                self.statements.pop(close.name, None)
+            else:
+                self.portals.pop(close.name, None)
+            self.pending.append(Pending("close", close.name))
+            out.append(raw)
+        elif tag == b"S":
+            self.pending.append(Pending("sync"))
+            out.append(raw)
+        elif tag in (b"H", b"d", b"c", b"f"):  # Flush, CopyData, CopyDone, CopyFail
+            out.append(raw)
+        elif tag == b"X":
+            out.append(raw)
+            return "client terminated"
+        elif tag == b"F":
+            # A fast-path function call can run any function by OID (lo_export, ...): no
+            # statement to judge, so it is refused.
+            decision = Decision(
+                Action.DENY,
+                "wardgate.fastpath",
+                "fast-path function calls are not allowed through wardgate",
+            )
+            self.session.record(
+                "query",
+                {"sql": "<fast-path function call>", "decision": decision.to_record()},
+                flush=True,
+            )
+            self.pending.append(Pending("query", denial=decision))
+            out.append(Query(DENIED_PLACEHOLDER).encode())
+        else:
+            raise ProtocolError(f"unexpected message {tag!r} after start-up")
+        return None
+
+    def _judge(self, sql: str) -> tuple[tuple[Command, ...], Decision]:
+        if self.session.identity_expired():
+            raise _SessionExpired
+        commands = (
+            classify_with_prepared(sql, self.sql_prepared) if self.sql_prepared else classify(sql)
+        )
+        if not commands:
+            return commands, Decision(Action.ALLOW, "wardgate.empty", "empty query")
+        decisions = [self.session.authorize(c) for c in commands]
+        decisions.extend(self._connector_rules(commands))
+        decision = Decision.strictest(decisions)
+        if decision.action is Action.REVIEW:
+            # Until just-in-time approval lands a review cannot wait for a human: refuse, and
+            # say that approval is what it would take.
+            decision = Decision(
+                Action.DENY,
+                decision.rule,
+                f"approval required ({decision.reason}); approvals are not available yet, so it was refused",
+            )
+        return commands, decision
+
+    def _connector_rules(self, commands: tuple[Command, ...]) -> list[Decision]:
+        """Rules no configuration can lift: they keep masking and identity intact."""
+        out = []
+        for c in commands:
+            if (
+                "set_client_encoding" in c.flags
+                or "client_encoding" in c.text.lower()
+                and "set" in c.kinds
+            ):
+                out.append(
+                    Decision(
+                        Action.DENY,
+                        "wardgate.encoding",
+                        "client_encoding is pinned to UTF8 by the gateway (masking reads UTF-8)",
+                    )
+                )
+        return out
+
+    def _remember_prepared(self, commands: tuple[Command, ...]) -> None:
+        for c in commands:
+            name = prepared_statement_name(c)
+            if "prepare" in c.kinds and name is not None:
+                self.sql_prepared[name] = c
+            elif "deallocate" in c.kinds:
+                if name:
+                    self.sql_prepared.pop(name, None)
+                else:
+                    self.sql_prepared.clear()
+            elif "discard" in c.kinds:
+                self.sql_prepared.clear()
+
+    def _query(self, query: Query, raw: bytes, out: list[bytes]) -> None:
+        commands, decision = self._judge(query.query)
+        record = {
+            "sql": query.query,
+            "protocol": "simple",
+            "decision": decision.to_record(),
+            "commands": [c.to_record() for c in commands],
+        }
+        self.session.record("query", record, flush=True)
+        if decision.allowed:
+            self._remember_prepared(commands)
+            self.pending.append(Pending("query"))
+            out.append(raw)
+        else:
+            self.pending.append(Pending("query", denial=decision))
+            out.append(Query(DENIED_PLACEHOLDER).encode())
+
+    def _parse(self, parse: Parse, raw: bytes, out: list[bytes]) -> None:
+        commands, decision = self._judge(parse.query)
+        if len(commands) > 1:
+            # The extended protocol runs one statement; PostgreSQL rejects more, but never let
+            # the gateway be the one that forwards it.
+            decision = Decision(
+                Action.DENY,
+                "wardgate.multi_statement",
+                "a prepared statement may hold only one statement",
+            )
+        self.statements[parse.name] = Statement(parse.query, commands, decision)
+        if decision.allowed:
+            self.pending.append(Pending("parse", parse.name))
+            out.append(raw)
+            return
+        self.session.record(
+            "query",
+            {
+                "sql": parse.query,
+                "protocol": "extended",
+                "statement": parse.name,
+                "decision": decision.to_record(),
+                "commands": [c.to_record() for c in commands],
+            },
+            flush=True,
+        )
+        self.pending.append(Pending("parse", parse.name, denial=decision))
+        out.append(Parse(parse.name, DENIED_PLACEHOLDER, parse.param_types).encode())
+
+    def _execute(self, execute: Execute, raw: bytes, out: list[bytes]) -> None:
+        if self.session.identity_expired():
+            raise _SessionExpired
+        statement_name, bind = self.portals.get(execute.portal, ("", None))
+        statement = self.statements.get(statement_name)
+        if statement is not None and statement.decision.allowed:
+            self.session.record(
+                "query",
+                {
+                    "sql": statement.sql,
+                    "protocol": "extended",
+                    "statement": statement_name,
+                    "params": _params_for_record(bind),
+                    "decision": statement.decision.to_record(),
+                    "commands": [c.to_record() for c in statement.commands],
+                },
+                flush=True,
+            )
+        # An Execute of a denied or unknown statement is forwarded: the target never prepared
+        # it, so it fails there and nothing runs.
+        formats = bind.result_formats if bind is not None else ()
+        self.pending.append(
+            Pending("execute", execute.portal, statement=statement_name, result_formats=formats)
+        )
+        out.append(raw)
+
+    # -- server -> client -------------------------------------------------------------------
+    async def _server_to_client(self) -> str:
+        decoder = self.server_decoder
+        while True:
+            data = await self.server.receive_some(_CHUNK)
+            if not data:
+                return "target closed"
+            out: list[bytes] = []
+            try:
+                decoder.receive_data(data)
+                while (framed := decoder.next_raw()) is not None:
+                    self._from_server(framed[0], framed[1], framed[2], out)
+            except ProtocolError as exc:
+                if out:
+                    await self.send_client(b"".join(out))
+                await self.fatal("08P01", f"the target sent an invalid reply: {exc}")
+                return f"target protocol error: {exc}"
+            except RecordingError as exc:
+                await self.fatal(
+                    "58030", f"session recording failed; ending the session (fail closed): {exc}"
+                )
+                return "recording failed"
+            except _CopyOutBinary:
+                await self.fatal(
+                    "42501",
+                    "binary COPY output cannot be masked; the session was ended (fail closed)",
+                )
+                return "binary copy refused"
+            if out:
+                await self.send_client(b"".join(out))
+
+    def _head(self) -> Pending | None:
+        return self.pending[0] if self.pending else None
+
+    def _from_server(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> None:
+        if tag == b"D":
+            if self.result is None:
+                self.result = self._result_for_head(None)
+            out.append(self.result.mask_row(body, raw))
+        elif tag == b"T":
+            rd: RowDescription = decode_backend(tag, body, raw)  # type: ignore[assignment]
+            head = self._head()
+            if head is not None and head.kind == "describe_s":
+                self.statement_fields[head.name] = rd.fields
+                self.pending.popleft()
+            elif head is not None and head.kind == "describe_p":
+                self.portal_fields[head.name] = rd.fields
+                self.pending.popleft()
+            else:
+                self.result = self._result_for_head(rd.fields, from_description=True)
+            out.append(raw)
+        elif tag == b"C":
+            tag_text = decode_backend(tag, body, raw).tag  # type: ignore[attr-defined]
+            self._finish_result(tag_text)
+            out.append(raw)
+        elif tag in (b"I", b"s"):  # EmptyQueryResponse, PortalSuspended
+            self._finish_result("" if tag == b"I" else "suspended")
+            out.append(raw)
+        elif tag == b"Z":
+            self.transaction_status = decode_backend(tag, body, raw).status  # type: ignore[attr-defined]
+            self.result = None
+            while self.pending:
+                if self.pending.popleft().kind in ("sync", "query"):
+                    break
+            self.session.flush()
+            out.append(raw)
+        elif tag == b"E":
+            self._error(body, raw, out)
+        elif tag == b"N":
+            out.append(self._masked_fields(body, raw))
+        elif tag in (b"1", b"2", b"3"):  # ParseComplete, BindComplete, CloseComplete
+            head = self._head()
+            if head is not None and head.kind in ("parse", "bind", "close"):
+                self.pending.popleft()
+                if head.kind == "parse":
+                    self.statement_fields.pop(head.name, None)
+            out.append(raw)
+        elif tag == b"t":  # ParameterDescription: the RowDescription/NoData follows
+            out.append(raw)
+        elif tag == b"n":  # NoData
+            head = self._head()
+            if head is not None and head.kind in ("describe_s", "describe_p"):
+                target = self.statement_fields if head.kind == "describe_s" else self.portal_fields
+                target[head.name] = None
+                self.pending.popleft()
+            out.append(raw)
+        elif tag == b"H":  # CopyOutResponse
+            if body[:1] == b"\x01":
+                raise _CopyOutBinary
+            self.result = ResultSet(self.session.masker, None, None, self.session.result_row_cap)
+            out.append(raw)
+        elif tag == b"d":  # CopyData out: one text line per message, masked like any text
+            out.append(self._copy_line(body, raw))
+        else:
+            # ParameterStatus, NotificationResponse, CopyIn/Both responses, CopyDone,
+            # BackendKeyData: nothing to hide or judge.
+            out.append(raw)
+
+    def _result_for_head(
+        self, fields: tuple[FieldDescription, ...] | None, from_description: bool = False
+    ) -> ResultSet:
+        head = self._head()
+        formats: tuple[int, ...] | None = None
+        if head is not None and head.kind == "execute":
+            formats = head.result_formats
+            if fields is None:
+                fields = self.portal_fields.get(head.name) or self.statement_fields.get(
+                    head.statement
+                )
+        if from_description:
+            formats = None  # a RowDescription in a result carries the real formats
+        return ResultSet(self.session.masker, fields, formats, self.session.result_row_cap)
+
+    def _finish_result(self, tag: str) -> None:
+        result = self.result
+        self.result = None
+        head = self._head()
+        if head is not None and head.kind == "execute":
+            self.pending.popleft()
+        if result is not None:
+            self.session.record("result", result.summary(tag))
+        elif tag:
+            self.session.record("result", {"columns": [], "rows": [], "row_count": 0, "tag": tag})
+
+    def _error(self, body: bytes, raw: bytes, out: list[bytes]) -> None:
+        error: ErrorResponse = decode_backend(b"E", body, raw)  # type: ignore[assignment]
+        self.result = None
+        head = self._head()
+        if head is not None and head.denial is not None and error.sqlstate == "42601":
+            denial = head.denial
+            head.denial = None
+            message = f'permission denied by wardgate rule "{denial.rule}": {denial.reason}'
+            out.append(error_response("ERROR", "42501", message))
+        else:
+            self.session.record(
+                "error",
+                {
+                    "sqlstate": error.sqlstate,
+                    "message": self.session.masker.mask_text(error.message),
+                },
+            )
+            out.append(self._masked_fields(body, raw, error))
+        # In the extended protocol the target now skips everything up to Sync.
+        if head is not None and head.kind not in ("query", "sync"):
+            while self.pending and self.pending[0].kind not in ("sync", "query"):
+                self.pending.popleft()
+
+    def _masked_fields(
+        self, body: bytes, raw: bytes, message: ErrorResponse | NoticeResponse | None = None
+    ) -> bytes:
+        msg = message or decode_backend(raw[:1], body, raw)
+        fields = msg.fields  # type: ignore[union-attr]
+        changed = {}
+        for key in ("M", "D", "H", "W", "q"):
+            value = fields.get(key)
+            if value is not None:
+                masked = self.session.masker.mask_text(value)
+                if masked is not value:
+                    changed[key] = masked
+        if not changed:
+            return raw
+        return type(msg)({**fields, **changed}).encode()  # type: ignore[call-arg]
+
+    def _copy_line(self, body: bytes, raw: bytes) -> bytes:
+        try:
+            text = str(body, "utf-8")
+        except UnicodeDecodeError:
+            masked_bytes = b"****\n"
+        else:
+            masked = self.session.masker.mask_text(text)
+            if masked is text:
+                if self.result is not None:
+                    self.result.row_count += 1
+                    if len(self.result.rows) < self.result.cap:
+                        self.result.rows.append([text.rstrip("\n")])
+                return raw
+            masked_bytes = masked.encode("utf-8")
+        if self.result is not None:
+            self.result.row_count += 1
+            self.result.masked_rows += 1
+            if len(self.result.rows) < self.result.cap:
+                self.result.rows.append([masked_bytes.decode("utf-8", "replace").rstrip("\n")])
+        return b"d" + (len(masked_bytes) + 4).to_bytes(4, "big") + masked_bytes
+
+
+class _SessionExpired(Exception):
+    pass
+
+
+class _CopyOutBinary(Exception):
+    pass
