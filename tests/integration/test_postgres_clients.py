@@ -1,0 +1,140 @@
+"""Real PostgreSQL clients through the real gateway: psql, psycopg 3, asyncpg, pgbench."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+
+import psycopg
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from tests.support.pgcluster import PgCluster
+
+CARDS = ["4111111111111111", "5500000000000004", "340000000000009", "6011000000000004"]
+
+
+def psql(dsn: str, sql: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["psql", dsn, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", *extra, "-c", sql],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_psql_reads_with_cards_and_emails_masked(gateway: GatewayProcess) -> None:
+    r = psql(gateway.dsn(), "select id, email, card_number from customers order by id")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|") for line in r.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4"]
+    for _, email, card in rows:
+        assert card.endswith(card[-4:]) and not any(c in card for c in CARDS)
+        assert "***@" in email
+    assert rows[0][2].endswith("1111")
+
+
+def test_psql_verify_full_against_the_gateway_certificate(gateway: GatewayProcess) -> None:
+    cert = gateway.root / "var" / "tls" / "gateway.crt"
+    r = psql(gateway.dsn(sslmode="verify-full", sslrootcert=str(cert)), "select 1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
+
+
+def test_psql_direct_tls_with_alpn(gateway: GatewayProcess) -> None:
+    # libpq 17+ only; the Debian psql here may be older: then sslnegotiation is unknown to it.
+    version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout
+    major = int(version.split()[-1].split(".")[0])
+    r = psql(gateway.dsn(sslnegotiation="direct"), "select 42") if major >= 17 else None
+    if r is None:
+        # Fall back on psycopg's libpq, which is new enough to speak direct TLS.
+        with psycopg.connect(gateway.dsn(sslnegotiation="direct")) as conn:
+            assert conn.execute("select 42").fetchone() == (42,)
+    else:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "42"
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_psycopg_extended_protocol_masks_in_both_formats(gateway: GatewayProcess, binary: bool) -> None:
+    with psycopg.connect(gateway.dsn()) as conn:
+        cur = conn.cursor(binary=binary)
+        rows = cur.execute("select id, name, card_number, balance from customers where id = %s", (1,)).fetchall()
+    assert len(rows) == 1
+    ident, name, card, _balance = rows[0]
+    assert ident == 1 and name == "Ada Lovelace"
+    if binary:
+        assert card is None  # a binary value that must be hidden is NULLed, never sent raw
+    else:
+        assert card is not None and card.endswith("1111") and card not in CARDS
+
+
+def test_psycopg_simple_protocol_and_transactions(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("begin")
+        cur.execute("insert into customers(name, email) values ('Temp', 'temp@example.com') returning id")
+        new_id = cur.fetchone()[0]  # type: ignore[index]
+        cur.execute("rollback")
+        cur.execute("select count(*) from customers where id = %s", (new_id,))
+        assert cur.fetchone() == (0,)
+
+
+def test_psycopg_pipeline_mode(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn()) as conn:
+        with conn.pipeline():
+            cursors = [conn.execute("select %s::int + 1", (i,)) for i in range(20)]
+        assert [c.fetchone()[0] for c in cursors] == [i + 1 for i in range(20)]  # type: ignore[index]
+
+
+def test_asyncpg_binary_protocol(gateway: GatewayProcess) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    async def main() -> list[object]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=gateway.port, user="alice",
+                                     password=gateway.token(), database="pg-app", ssl=ctx)
+        try:
+            rows = await conn.fetch("select id, email, card_number, balance from customers order by id")
+            again = await conn.fetch("select id, email, card_number, balance from customers order by id")
+            assert rows == again  # second run uses asyncpg's cached statement (no Describe)
+            value = await conn.fetchval("select $1::int * 2", 21)
+            assert value == 42
+            return list(rows)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(main())
+    assert [r["id"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert r["card_number"] is None
+        assert r["email"] is None  # binary text value holding an e-mail: NULLed
+        assert r["balance"] is not None
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended"])
+@pytest.mark.parametrize("script", ["select-only", "tpcb-like"])
+def test_pgbench_runs_without_failed_transactions(gateway: GatewayProcess, mode: str, script: str) -> None:
+    env = {"PGPASSWORD": gateway.token("bench", groups="bench"), "PGSSLMODE": "require", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(
+        ["pgbench", "-h", "127.0.0.1", "-p", str(gateway.port), "-U", "bench", "-n", "-b", script,
+         "-M", mode, "-c", "4", "-j", "2", "-t", "25", "pg-app"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "number of transactions actually processed: 100/100" in r.stdout
+    assert "number of failed transactions: 0" in r.stdout or "failed" not in r.stdout
+
+
+def test_md5_and_cleartext_target_authentication(gateway: GatewayProcess) -> None:
+    for target in ("pg-md5", "pg-plain"):
+        r = psql(gateway.dsn(target), "select current_user")
+        assert r.returncode == 0, (target, r.stderr)
+        assert r.stdout.strip() in {"md5_user", "plain_user"}
+
+
+def test_the_agent_never_learns_the_backend_credentials(gateway: GatewayProcess, pg_cluster: PgCluster) -> None:
+    r = psql(gateway.dsn(), "select current_user, session_user")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"{pg_cluster.reader_user}|{pg_cluster.reader_user}"
+    assert pg_cluster.reader_password not in gateway.log()
