@@ -235,8 +235,9 @@ class Relay:
         )
         if not commands:
             return commands, Decision(Action.ALLOW, "wardgate.empty", "empty query")
-        decisions = [self.session.authorize(c) for c in commands]
-        decisions.extend(self._connector_rules(commands))
+        # The connector's own rules come first so that, among equal verdicts, they name the reason.
+        decisions = self._connector_rules(commands)
+        decisions.extend(self.session.authorize(c) for c in commands)
         decision = Decision.strictest(decisions)
         if decision.action is Action.REVIEW:
             # Until just-in-time approval lands a review cannot wait for a human: refuse, and
@@ -250,7 +251,7 @@ class Relay:
 
     def _connector_rules(self, commands: tuple[Command, ...]) -> list[Decision]:
         """Rules no configuration can lift: they keep masking and identity intact."""
-        out = []
+        out: list[Decision] = []
         for c in commands:
             if (
                 "set_client_encoding" in c.flags

@@ -1,0 +1,156 @@
+"""Every statement judged: denials are native errors, the session goes on, nothing slips past."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+
+from connectors.postgres.messages import (
+    Bind,
+    Close,
+    Describe,
+    Execute,
+    Parse,
+    Query,
+    ReadyForQuery,
+    Sync,
+)
+from tests.support.gateway import GatewayProcess
+from tests.support.pgcluster import PgCluster
+from tests.support.rawpg import errors_of, login
+
+
+def sqlstate_of(exc: psycopg.Error) -> str | None:
+    return exc.diag.sqlstate
+
+
+def test_ddl_is_denied_with_42501_naming_the_rule_and_the_session_goes_on(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+            conn.execute("drop table customers")
+        assert "no ddl for agents" in str(denied.value)
+        assert "agents may not change the schema" in str(denied.value)
+        assert conn.execute("select count(*) from customers").fetchone() == (4,)
+
+
+def test_review_is_refused_saying_approval_is_required(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="approval required"):
+            conn.execute("delete from customers where id = 1")
+        assert conn.execute("select count(*) from customers").fetchone() == (4,)
+
+
+def test_a_denial_inside_a_transaction_aborts_it_like_a_native_error(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn()) as conn:
+        conn.execute("select 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("drop table customers")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn.rollback()
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("sql", [
+    "select 1; drop table customers",
+    "select 1 /*;*/; drop table customers",
+    "select ';'; drop table customers; select 2",
+])
+def test_one_denied_statement_blocks_the_whole_message(gateway: GatewayProcess, pg_cluster: PgCluster, sql: str) -> None:
+    r = subprocess.run(["psql", gateway.dsn(), "-X", "-c", sql], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "permission denied by wardgate" in r.stderr
+    assert pg_cluster.sql("select count(*) from customers").strip() == "4"
+
+
+@pytest.mark.parametrize("sql", [
+    "select pg_terminate_backend(1)",
+    "select lo_export(1, '/tmp/x')",
+    "select set_config('role', 'postgres', false)",
+    "select pg_read_file('/etc/passwd')",
+    "copy customers to program 'cat'",
+    "do $$ begin execute 'dr' || 'op table customers'; end $$",
+    "with d as (delete from customers returning *) select * from d",
+    "select * from customers for update",
+    "prepare p as delete from customers",
+    "call some_procedure()",
+    "select definitely_unknown_function(1)",
+])
+def test_statements_that_look_read_only_but_are_not_are_denied(gateway: GatewayProcess, sql: str) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql)
+
+
+def test_sql_prepare_and_execute_are_judged_by_what_runs(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("prepare q as select count(*) from customers")
+        cur.execute("execute q")
+        assert cur.fetchone() == (4,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            cur.execute("execute never_prepared_here")
+
+
+def test_extended_protocol_denial_skips_to_sync_and_recovers(gateway: GatewayProcess) -> None:
+    conn = login(gateway.port, gateway.token())
+    try:
+        conn.send(Parse("", "drop table customers").encode() + Bind("", "").encode()
+                  + Execute("").encode() + Sync().encode())
+        replies = conn.read_until_ready()
+        errors = errors_of(replies)
+        assert len(errors) == 1 and errors[0].sqlstate == "42501"
+        assert isinstance(replies[-1], ReadyForQuery)
+        conn.send(Query("select count(*) from customers").encode())
+        replies = conn.read_until_ready()
+        assert not errors_of(replies)
+    finally:
+        conn.close()
+
+
+def test_reparse_of_a_statement_name_is_a_new_decision(gateway: GatewayProcess, pg_cluster: PgCluster) -> None:
+    """HOSTILE C.17: Parse/Bind a SELECT, then Close and re-Parse the same name as DELETE, then
+    Execute, all before one Sync: what Execute runs is what was judged."""
+    conn = login(gateway.port, gateway.token())
+    try:
+        conn.send(
+            Parse("s1", "select count(*) from customers").encode()
+            + Bind("p1", "s1").encode()
+            + Close("S", "s1").encode()
+            + Parse("s1", "delete from customers").encode()
+            + Bind("p2", "s1").encode()
+            + Describe("P", "p2").encode()
+            + Execute("p2").encode()
+            + Sync().encode()
+        )
+        replies = conn.read_until_ready()
+        assert [e.sqlstate for e in errors_of(replies)] == ["42501"]
+        # Replacing the unnamed statement the same way.
+        conn.send(
+            Parse("", "select 1").encode() + Parse("", "delete from customers").encode()
+            + Bind("", "").encode() + Execute("").encode() + Sync().encode()
+        )
+        replies = conn.read_until_ready()
+        assert [e.sqlstate for e in errors_of(replies)] == ["42501"]
+    finally:
+        conn.close()
+    assert pg_cluster.sql("select count(*) from customers").strip() == "4"
+
+
+def test_client_encoding_cannot_be_changed_away_from_utf8(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="UTF8"):
+            conn.execute("set client_encoding = 'LATIN1'")
+
+
+def test_fast_path_function_calls_are_refused(gateway: GatewayProcess) -> None:
+    from connectors.postgres.messages import FunctionCall
+
+    conn = login(gateway.port, gateway.token())
+    try:
+        conn.send(FunctionCall(764, (), (), 0).encode())  # 764 = lo_import(text)
+        replies = conn.read_until_ready()
+        assert [e.sqlstate for e in errors_of(replies)] == ["42501"]
+    finally:
+        conn.close()
