@@ -1,0 +1,306 @@
+"""HOSTILE.md sections A, B, C, H and J against the real gateway, each test named after its attack."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from connectors.postgres.messages import (
+    AuthenticationSASL,
+    AuthenticationSASLContinue,
+    ErrorResponse,
+    PasswordMessage,
+    Query,
+    SSLRequest,
+    StartupMessage,
+)
+from connectors.postgres.replies import error_response, ready_for_query
+from gateway.auth import EmbeddedIssuer
+from tests.support.fakepg import FakeServer, drain, recv_exact
+from tests.support.gateway import GatewayProcess, start_gateway
+from tests.support.pgcluster import PgCluster
+from tests.support.ports import free_port
+from tests.support.rawpg import errors_of, login, open_raw
+
+
+def _fatal_text(conn: socket.socket) -> str:
+    data = b""
+    conn.settimeout(10)
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except (OSError, socket.timeout):
+        pass
+    return data.decode("utf-8", "replace")
+
+
+# -- A. TLS / negotiation ------------------------------------------------------------------
+
+def test_ssl_request_with_pipelined_startup_is_refused(gateway: GatewayProcess) -> None:
+    """CVE-2021-23214: StartupMessage sent with SSLRequest, before the handshake."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    with sock:
+        sock.sendall(SSLRequest().encode() + StartupMessage({"user": "x", "database": "pg-app"}).encode())
+        reply = _fatal_text(sock)
+    assert reply.startswith("E")
+    assert "received unencrypted data after SSL request" in reply
+
+
+def test_plaintext_client_is_refused_on_a_tls_required_listener(gateway: GatewayProcess) -> None:
+    r = subprocess.run(["psql", gateway.dsn(sslmode="disable"), "-X", "-c", "select 1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "requires TLS" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def fake_targets(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, dict[str, int]]]:
+    ports = {name: free_port() for name in ("s-then-plaintext", "answers-n", "scram-bomb", "no-sqlstate")}
+    extra = "\n".join(textwrap.dedent(f"""
+        [targets.{name}]
+        protocol = "postgres"
+        address = "127.0.0.1:{port}"
+        database = "app"
+        user = "gw"
+        password = "backend-secret-never-sent"
+        tls = "{'disable' if name in ('scram-bomb', 'no-sqlstate') else 'require'}"
+        """) for name, port in ports.items())
+    rules = 'rules = []\n[[rules]]\nname = "all"\naction = "allow"\n[policy]\ndefault = "deny"\n'
+    gw = start_gateway(tmp_path_factory.mktemp("hostile"), pg_cluster, extra_toml=extra,
+                       rules='[[rules]]\nname = "all"\ngroups = ["ai-agents"]\naction = "allow"\n')
+    try:
+        yield gw, ports
+    finally:
+        gw.stop()
+
+
+def _fake_on(port: int, script) -> FakeServer:  # type: ignore[no-untyped-def]
+    server = FakeServer.__new__(FakeServer)
+    server.script = script
+    server.port = port
+    server.received = bytearray()
+    server._sock = socket.create_server(("127.0.0.1", port))
+    server._sock.settimeout(30)
+    server._thread = threading.Thread(target=server._serve, daemon=True)
+    server._thread.start()
+    return server
+
+
+def _connect_error(gw: GatewayProcess, target: str) -> str:
+    with pytest.raises(psycopg.OperationalError) as failed:
+        psycopg.connect(gw.dsn(target), connect_timeout=20).close()
+    return str(failed.value)
+
+
+def test_backend_answering_s_then_plaintext_is_dropped(fake_targets: tuple[GatewayProcess, dict[str, int]]) -> None:
+    """CVE-2021-23222 / CVE-2024-10977: pre-TLS error text must never reach the agent."""
+    gw, ports = fake_targets
+
+    def script(conn: socket.socket, received: bytearray) -> None:
+        recv_exact(conn, 8, received)
+        conn.sendall(b"S" + error_response("FATAL", "28000", "INJECTED-PLAINTEXT") + ready_for_query("I"))
+        drain(conn, received)
+
+    fake = _fake_on(ports["s-then-plaintext"], script)
+    try:
+        message = _connect_error(gw, "s-then-plaintext")
+    finally:
+        fake.close()
+    assert "INJECTED-PLAINTEXT" not in message
+    assert "TLS to target" in message
+    assert b"backend-secret-never-sent" not in fake.received
+
+
+def test_mitm_answering_n_never_gets_credentials(fake_targets: tuple[GatewayProcess, dict[str, int]]) -> None:
+    """BACKRONYM: a target with tls = "require" answering N must not get a startup packet."""
+    gw, ports = fake_targets
+
+    def script(conn: socket.socket, received: bytearray) -> None:
+        recv_exact(conn, 8, received)
+        conn.sendall(b"N")
+        drain(conn, received)
+
+    fake = _fake_on(ports["answers-n"], script)
+    try:
+        message = _connect_error(gw, "answers-n")
+    finally:
+        fake.close()
+    assert "refused TLS" in message
+    assert bytes(fake.received) == SSLRequest().encode()
+
+
+def test_hostile_scram_iteration_count_is_refused_without_burning_cpu(fake_targets: tuple[GatewayProcess, dict[str, int]]) -> None:
+    gw, ports = fake_targets
+
+    def script(conn: socket.socket, received: bytearray) -> None:
+        header = recv_exact(conn, 4, received)
+        recv_exact(conn, struct.unpack("!I", header)[0] - 4, received)
+        conn.sendall(AuthenticationSASL(("SCRAM-SHA-256",)).encode())
+        tag_len = recv_exact(conn, 5, received)
+        recv_exact(conn, struct.unpack("!I", tag_len[1:])[0] - 4, received)
+        conn.sendall(AuthenticationSASLContinue(b"r=abc,s=c2FsdA==,i=2147483647").encode())
+        drain(conn, received)
+
+    fake = _fake_on(ports["scram-bomb"], script)
+    try:
+        message = _connect_error(gw, "scram-bomb")
+    finally:
+        fake.close()
+    assert "SCRAM iteration count" in message
+
+
+def test_backend_error_without_sqlstate_is_reported_cleanly(fake_targets: tuple[GatewayProcess, dict[str, int]]) -> None:
+    gw, ports = fake_targets
+
+    def script(conn: socket.socket, received: bytearray) -> None:
+        header = recv_exact(conn, 4, received)
+        recv_exact(conn, struct.unpack("!I", header)[0] - 4, received)
+        conn.sendall(ErrorResponse({"S": "FATAL", "M": "no code here"}).encode())
+        drain(conn, received)
+
+    fake = _fake_on(ports["no-sqlstate"], script)
+    try:
+        message = _connect_error(gw, "no-sqlstate")
+    finally:
+        fake.close()
+    assert "refused the gateway's connection" in message
+    assert gw.process.poll() is None
+
+
+# -- B. Authentication ---------------------------------------------------------------------
+
+def test_forged_alg_none_token_is_refused(gateway: GatewayProcess) -> None:
+    import base64
+    import json
+
+    def b64(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    forged = b64({"alg": "none", "typ": "JWT"}) + "." + b64(
+        {"sub": "admin", "groups": ["dba"], "aud": "wardgate", "iss": "urn:wardgate:embedded",
+         "exp": int(time.time()) + 600}) + "."
+    with pytest.raises(psycopg.OperationalError, match="token rejected"):
+        psycopg.connect(gateway.dsn(token=forged)).close()
+
+
+def test_expired_token_is_refused_before_the_backend_is_dialled(gateway: GatewayProcess) -> None:
+    issuer = EmbeddedIssuer.load_or_create(gateway.root / "var")
+    old = issuer.mint(subject="alice", groups=["ai-agents"], ttl=60, audience="wardgate",
+                      now=time.time() - 3600)
+    with pytest.raises(psycopg.OperationalError, match="token rejected: token expired"):
+        psycopg.connect(gateway.dsn(token=old)).close()
+
+
+def test_token_expiring_mid_session_ends_it_at_the_next_statement(gateway: GatewayProcess) -> None:
+    issuer = EmbeddedIssuer.load_or_create(gateway.root / "var")
+    # Already past exp but within the validator's leeway: accepted at login, expired in session.
+    token = issuer.mint(subject="alice", groups=["ai-agents"], ttl=1, audience="wardgate",
+                        now=time.time() - 5)
+    conn = login(gateway.port, token)
+    try:
+        conn.send(Query("select 1").encode())
+        replies = conn.read_until_ready()
+    finally:
+        conn.close()
+    errors = errors_of(replies)
+    assert errors and errors[0].sqlstate == "28000" and errors[0].severity == "FATAL"
+    assert "expired" in errors[0].message
+
+
+def test_unknown_target_is_3d000(gateway: GatewayProcess) -> None:
+    with pytest.raises(psycopg.OperationalError, match='target "nope" does not exist'):
+        psycopg.connect(gateway.dsn("nope")).close()
+
+
+def test_identity_without_any_rule_for_the_target_is_refused(gateway: GatewayProcess) -> None:
+    token = gateway.token("mallory", groups="visitors")
+    with pytest.raises(psycopg.OperationalError, match="no wardgate rule gives"):
+        psycopg.connect(gateway.dsn(token=token)).close()
+
+
+# -- C. PostgreSQL protocol ----------------------------------------------------------------
+
+def test_startup_options_replication_and_role_are_never_forwarded(gateway: GatewayProcess) -> None:
+    conn = login(gateway.port, gateway.token(), params={
+        "options": "-c search_path=evil -c statement_timeout=1",
+        "replication": "database",
+        "role": "postgres",
+        "search_path": "evil",
+        "application_name": "agent-x",
+    })
+    try:
+        conn.send(Query("select current_setting('search_path'), current_setting('application_name'), "
+                        "current_setting('statement_timeout'), current_user").encode())
+        replies = conn.read_until_ready()
+    finally:
+        conn.close()
+    rows = [m for m in replies if type(m).__name__ == "DataRow"]
+    assert not errors_of(replies)
+    values = [v.decode() if v is not None else None for v in rows[0].values]  # type: ignore[attr-defined]
+    assert values[0] == '"$user", public'
+    assert values[1] == "agent-x"
+    assert values[2] == "0"
+    assert values[3] == "app_reader"
+
+
+@pytest.mark.parametrize("length", [0, 3, 2**31 - 1, -1])
+def test_hostile_message_lengths_end_the_connection_cleanly(gateway: GatewayProcess, length: int) -> None:
+    conn = login(gateway.port, gateway.token())
+    try:
+        conn.send(b"Q" + struct.pack("!i", length))
+        replies = conn.read_until_ready()
+    finally:
+        conn.close()
+    errors = errors_of(replies)
+    assert errors and errors[0].sqlstate == "08P01"
+    # and the gateway still serves everyone else
+    with psycopg.connect(gateway.dsn()) as other:
+        assert other.execute("select 1").fetchone() == (1,)
+
+
+def test_cancel_request_reaches_the_right_backend(gateway: GatewayProcess) -> None:
+    token = gateway.token("bench", groups="bench")
+    with psycopg.connect(gateway.dsn(token=token, user="bench")) as conn:
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(20)")
+        timer.join()
+
+
+# -- H. Masking ----------------------------------------------------------------------------
+
+def test_copy_to_stdout_is_masked(gateway: GatewayProcess) -> None:
+    r = subprocess.run(["psql", gateway.dsn(), "-X", "-c", "copy customers (id, card_number, email) to stdout"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "4111111111111111" not in r.stdout and "1111" in r.stdout
+    assert "@example.com" in r.stdout and "ada@" not in r.stdout.lower()
+
+
+def test_binary_copy_cannot_leak_unmasked_values(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn()) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="binary COPY output cannot be masked"):
+            with conn.cursor().copy("copy customers to stdout (format binary)") as copy:
+                for _ in copy:
+                    pass
+        assert conn.closed or conn.broken
+
+
+def test_error_and_notice_text_is_masked(gateway: GatewayProcess) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as err:
+            conn.execute("select 'card 4111111111111111'::int")
+    # The server's message quotes the value; the agent's own statement text (which psycopg
+    # shows as context) is not the server's to hide.
+    assert "4111111111111111" not in (err.value.diag.message_primary or "")
+    assert "1111" in (err.value.diag.message_primary or "")
