@@ -31,6 +31,7 @@ from .classify import classify, classify_with_prepared, prepared_statement_name
 from .codec import BackendDecoder, FrontendDecoder
 from .frontend import Bind, Close, Describe, Execute, Parse, Query, decode_frontend
 from .replies import error_response
+from .binary import NUMERIC, TEXT_LIKE, number_text
 from .results import ResultSet
 
 log = logging.getLogger("wardgate.postgres")
@@ -41,15 +42,19 @@ DENIED_PLACEHOLDER = "WARDGATE_DENIED"
 _CHUNK = 65536
 
 
-def _params_for_record(bind: Bind | None) -> list[Any]:
+def _params_for_record(bind: Bind | None, param_types: tuple[int, ...]) -> list[Any]:
+    """Bound parameters as an auditor reads them: text, numbers rendered, other binary as bytes."""
     if bind is None:
         return []
     out: list[Any] = []
     for i, value in enumerate(bind.params):
+        oid = param_types[i] if i < len(param_types) else 0
         if value is None:
             out.append(None)
-        elif bind.param_format(i) == 0:
+        elif bind.param_format(i) == 0 or oid in TEXT_LIKE:
             out.append(str(value, "utf-8", "replace"))
+        elif oid in NUMERIC and (number := number_text(oid, value)) is not None:
+            out.append(number)
         else:
             out.append(bytes(value))
     return out
@@ -60,6 +65,7 @@ class Statement:
     sql: str
     commands: tuple[Command, ...]
     decision: Decision
+    param_types: tuple[int, ...] = ()
 
 
 @dataclass
@@ -307,7 +313,7 @@ class Relay:
                 "wardgate.multi_statement",
                 "a prepared statement may hold only one statement",
             )
-        self.statements[parse.name] = Statement(parse.query, commands, decision)
+        self.statements[parse.name] = Statement(parse.query, commands, decision, parse.param_types)
         if decision.allowed:
             self.pending.append(Pending("parse", parse.name))
             out.append(raw)
@@ -338,7 +344,7 @@ class Relay:
                     "sql": statement.sql,
                     "protocol": "extended",
                     "statement": statement_name,
-                    "params": _params_for_record(bind),
+                    "params": _params_for_record(bind, statement.param_types),
                     "decision": statement.decision.to_record(),
                     "commands": [c.to_record() for c in statement.commands],
                 },
