@@ -133,6 +133,7 @@ class PgCluster:
         self.ca_file = root / "ca.pem"
         self.port = 0
         self.startup_seconds = 0.0
+        self.extra_settings: dict[str, str] = {}
         self.superuser_password = secrets.token_hex(16)
         self.reader_password = secrets.token_hex(16)
         self.owner_password = secrets.token_hex(16)
@@ -154,7 +155,7 @@ class PgCluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path | None = None) -> PgCluster:
+    def start(cls, base_dir: Path | None = None, *, settings: Mapping[str, str] | None = None) -> PgCluster:
         """initdb, configure, start and seed a cluster under a fresh `base_dir/wardgate-pg-*`.
 
         `base_dir` must be searchable by the `postgres` OS user when running as root, which rules
@@ -168,6 +169,7 @@ class PgCluster:
         # Written first so a later run can tell this directory's owner died without cleaning up.
         (root / "owner").write_text(f"{os.getpid()} {socket.gethostname()}\n")
         cluster = cls(root, bindir)
+        cluster.extra_settings = dict(settings or {})
         atexit.register(cluster.stop)
         try:
             cluster._prepare_root()
@@ -396,6 +398,7 @@ class PgCluster:
             "shared_buffers = 16MB\n"
             "log_connections = on\n"
             "log_line_prefix = '%m [%p] %q%u@%d '\n"
+            + "".join(f"{k} = {v}\n" for k, v in self.extra_settings.items())
         )
         if self._as_root:
             shutil.chown(conf, OS_USER, OS_USER)
