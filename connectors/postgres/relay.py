@@ -422,7 +422,8 @@ class Relay:
             while self.pending:
                 if self.pending.popleft().kind in ("sync", "query"):
                     break
-            self.session.flush()
+            # No flush here: decisions were flushed before forwarding; results ride along with
+            # the next decision or the one-second timer.
             out.append(raw)
         elif tag == b"E":
             self._error(body, raw, out)

@@ -17,6 +17,22 @@ from .backend import FieldDescription, data_row, decode_backend
 from .binary import HARMLESS, NUMERIC, TEXT_LIKE, number_text
 
 
+def _row_masker(masker: Masker, names: tuple[str, ...]) -> RowMasker:
+    """RowMaskers are pure functions of (masker, names): reuse them across the many results of
+    the same query shape instead of matching every column name against every glob again."""
+    key = (masker, names)  # the masker itself is the key (identity hash), never a reused id()
+    found = _ROW_MASKERS.get(key)
+    if found is None:
+        found = masker.for_columns(names)
+        if len(_ROW_MASKERS) >= 4096:
+            _ROW_MASKERS.clear()
+        _ROW_MASKERS[key] = found
+    return found
+
+
+_ROW_MASKERS: dict[tuple[Masker, tuple[str, ...]], RowMasker] = {}
+
+
 def _recorded(value: bytes | None, binary: bool) -> Any:
     if value is None:
         return None
@@ -73,7 +89,7 @@ class ResultSet:
                 self.binary = tuple(f == 1 for f in result_formats)
         self.any_binary = any(self.binary)
         self.row_masker: RowMasker | None = (
-            masker.for_columns(self.names) if self.names is not None else None
+            _row_masker(masker, self.names) if self.names is not None else None
         )
         self._needs_scan = bool(masker.detectors) or (
             self.row_masker is not None and any(self.row_masker.masked_columns)
@@ -101,7 +117,7 @@ class ResultSet:
             self.names = tuple("?" for _ in values)
             self.types = (0,) * len(values)
             self.binary = (False,) * len(values)
-            self.row_masker = self.masker.for_columns(self.names)
+            self.row_masker = _row_masker(self.masker, self.names)
         new = self._mask(values)
         out_values = values if new is None else new
         if new is not None:
