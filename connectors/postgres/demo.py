@@ -1,0 +1,168 @@
+"""``wardgate demo``: the whole story in one command.
+
+A throwaway PostgreSQL with a small customers table (test card numbers and e-mails), the gateway
+in front of it, and a short scripted agent session: an allowed SELECT whose cards come back
+masked, a DROP that is denied, a DELETE that needs a human's approval. Then it shows where the
+recording is and how to replay it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import textwrap
+from pathlib import Path
+
+import trio
+
+from gateway.config import load_config
+from gateway.runtime import build_gateway
+from gateway.server import ServerState, serve
+
+from .localserver import LocalServer
+
+AGENT_STEPS = [
+    ("The agent reads customers: allowed, cards and e-mails come back masked",
+     "SELECT id, name, email, card_number FROM customers ORDER BY id;"),
+    ("The agent tries to drop the table: denied by rule",
+     "DROP TABLE customers;"),
+    ("The agent deletes a row: a destructive change that needs a human's approval",
+     "DELETE FROM customers WHERE id = 3;"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
+    conf = workdir / "conf.d"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "10-demo.toml").write_text(textwrap.dedent(f"""
+        # Written by `wardgate demo`; a complete, working configuration to read and copy.
+        [gateway]
+        data_dir = "state"
+        shutdown_grace = 2
+
+        [auth]
+        issuer = "embedded"
+        audience = "wardgate"
+
+        [listeners.pg]
+        protocol = "postgres"
+        bind = "127.0.0.1:{port}"
+        tls = "required"
+
+        [targets.pg-demo]
+        protocol = "postgres"
+        address = "127.0.0.1:{server.port}"
+        database = "app"
+        user = "app_reader"
+        password = "{server.password}"
+        tls = "disable"
+
+        [[rules]]
+        name = "agents may read"
+        groups = ["ai-agents"]
+        targets = ["pg-*"]
+        sql = ["read"]
+        action = "allow"
+
+        [[rules]]
+        name = "destructive changes need review"
+        groups = ["ai-agents"]
+        sql = ["delete", "update", "truncate"]
+        action = "review"
+        reason = "a human approves destructive changes"
+
+        [[rules]]
+        name = "no ddl for agents"
+        groups = ["ai-agents"]
+        sql = ["ddl", "dcl", "admin", "unknown"]
+        action = "deny"
+        reason = "agents may not change the schema"
+
+        [policy]
+        default = "deny"
+
+        [masking]
+        detectors = ["credit_card", "us_ssn", "email", "iban", "secrets"]
+        columns = ["*password*", "*ssn*"]
+        """))
+    return conf
+
+
+async def _agent_session(port: int, token: str) -> str:
+    """One agent connection running the scripted steps, as psql shows them."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise RuntimeError("the demo's agent uses psql: apt-get install postgresql-client")
+    dsn = f"host=127.0.0.1 port={port} dbname=pg-demo user=demo-agent sslmode=require"
+    argv = [psql, dsn, "-X", "--echo-queries"]
+    for _, sql in AGENT_STEPS:
+        argv += ["-c", sql]
+    result = await trio.run_process(
+        argv, capture_stdout=True, stderr=subprocess.STDOUT, check=False,
+        env={"PGPASSWORD": token, "PATH": "/usr/bin:/bin"},
+    )
+    return result.stdout.decode(errors="replace")
+
+
+def run_demo(workdir: Path) -> int:
+    workdir = workdir.resolve()
+    print(f"wardgate demo: starting a throwaway PostgreSQL in {workdir / 'postgres'} ...", flush=True)
+    server = LocalServer(workdir / "postgres")
+    server.start()
+    try:
+        port = _free_port()
+        conf = write_config(workdir, server, port)
+        config = load_config(conf)
+        gateway = build_gateway(config)
+        assert gateway.issuer is not None
+        token = gateway.issuer.mint(subject="demo-agent", groups=["ai-agents"], ttl=600,
+                                    audience=config.auth.audience)
+        print(f"wardgate demo: gateway listening on 127.0.0.1:{port}; the agent connects with a token "
+              "for group ai-agents", flush=True)
+        print("\nThe agent's session (one connection):")
+        for number, (title, _) in enumerate(AGENT_STEPS, 1):
+            print(f"  {number}. {title}")
+        print()
+        before = set(gateway.recordings.list())
+
+        async def main() -> str:
+            async with trio.open_nursery() as nursery:
+                state: ServerState = await nursery.start(serve, gateway)
+                try:
+                    return await _agent_session(port, token)
+                finally:
+                    state.shutdown()
+
+        print(trio.run(main), flush=True)
+    finally:
+        server.stop()
+    recordings = [p for p in gateway.recordings.list() if p not in before]
+    print("== The recording of this session (signed, tamper-evident)")
+    for path in recordings:
+        print(f"  {path}")
+    if recordings:
+        print(textwrap.dedent(f"""
+            Show it, verify its signature, replay it:
+              wardgate -c {conf} recordings show {recordings[0]}
+              wardgate -c {conf} recordings verify {recordings[0]}
+              wardgate -c {conf} replay {recordings[0]}
+            """))
+    return 0
+
+
+def cli_main(argv: list[str]) -> int:
+    """Entry point for ``wardgate demo [--dir DIR]`` (registered under ``wardgate.commands``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="wardgate demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", default="var/demo", help="working directory (default: var/demo)")
+    args = parser.parse_args(argv)
+    return run_demo(Path(args.dir))
