@@ -129,10 +129,17 @@ def main() -> int:
         max_sessions_per_identity = {args.idle_sessions + 200}
         """))
     bouncer, bouncer_port = start_pgbouncer(pg, bouncer_bin)
+    pump_port = free_port()
+    pump = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "pg_pump.py"), str(pump_port), str(pg.port),
+         str(gw.root / "var" / "tls" / "gateway.crt"), str(gw.root / "var" / "tls" / "gateway.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert pump.stdout is not None and pump.stdout.readline().strip() == b"pump ready"
     token = gw.token("bench", groups="bench", ttl="2h")
     setups = {
         "direct": (pg.port, pg.reader_user, pg.reader_password, "app"),
         "pgbouncer": (bouncer_port, pg.reader_user, pg.reader_password, "app"),
+        "trio-pump": (pump_port, pg.reader_user, pg.reader_password, "app"),
         "wardgate": (gw.port, "bench", token, "pg-bench"),
     }
     try:
@@ -152,9 +159,9 @@ def main() -> int:
                     runs = results[(name, clients, mode)]
                     med[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
                     print(f"{mode:9} {clients:>7} {name:10} {med[name][0]:>10.0f} {med[name][1]:>11.3f}")
-                w, b, d = med["wardgate"], med["pgbouncer"], med["direct"]
-                print(f"{'':18} wardgate/pgbouncer tps {w[0] / b[0]:.2f}x, wardgate/direct tps {w[0] / d[0]:.2f}x, "
-                      f"added latency over direct {(w[1] - d[1]) * 1000:.0f} us")
+                w, b, d, p = med["wardgate"], med["pgbouncer"], med["direct"], med["trio-pump"]
+                print(f"{'':18} wardgate/pgbouncer tps {w[0] / b[0]:.2f}x (bare trio pump: {p[0] / b[0]:.2f}x), "
+                      f"wardgate/direct tps {w[0] / d[0]:.2f}x, added latency over direct {(w[1] - d[1]) * 1000:.0f} us")
         pid = gw.process.pid
         before = rss_kib(pid)
         conns = []
@@ -171,6 +178,7 @@ def main() -> int:
             c.close()
     finally:
         bouncer.terminate()
+        pump.terminate()
         gw.stop()
         pg.stop()
     return 0

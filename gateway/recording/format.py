@@ -119,6 +119,9 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+_SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
+
+
 def payload_problem(value: Any, max_depth: int, *, str_keys_only: bool) -> str | None:
     """Describe the first structural problem of a decoded or to-be-encoded value, or None.
 
@@ -126,22 +129,35 @@ def payload_problem(value: Any, max_depth: int, *, str_keys_only: bool) -> str |
     RecursionError. Map keys must be str (or bytes unless ``str_keys_only``): msgpack's strict
     map-key mode rejects anything else on read, so the writer must refuse it up front.
     """
+    # Exact type checks first: this runs on every record a session writes, and isinstance()
+    # against tuples of types costs several times more. Subclasses take the slower branch.
+    containers = (dict, list, tuple)
     stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
+        item, depth = pop()
+        kind = type(item)
+        if kind is dict or (kind is not list and kind is not tuple and isinstance(item, dict)):
             if depth >= max_depth:
                 return f"nested deeper than {max_depth} levels"
             for key, child in item.items():
-                if not isinstance(key, str) and (str_keys_only or not isinstance(key, bytes)):
+                if type(key) is not str and not isinstance(key, str) and (
+                    str_keys_only or not isinstance(key, bytes)
+                ):
                     allowed = "str" if str_keys_only else "str or bytes"
                     return f"map key {key!r} is {type(key).__name__}, must be {allowed}"
-                if isinstance(child, (dict, list, tuple)):
-                    stack.append((child, depth + 1))
-        elif isinstance(item, (list, tuple)):
+                child_type = type(child)
+                if child_type is dict or child_type is list or child_type is tuple or (
+                    child_type not in _SCALARS and isinstance(child, containers)
+                ):
+                    push((child, depth + 1))
+        elif kind is list or kind is tuple or isinstance(item, (list, tuple)):
             if depth >= max_depth:
                 return f"nested deeper than {max_depth} levels"
-            stack.extend(
-                (child, depth + 1) for child in item if isinstance(child, (dict, list, tuple))
-            )
+            for child in item:
+                child_type = type(child)
+                if child_type is dict or child_type is list or child_type is tuple or (
+                    child_type not in _SCALARS and isinstance(child, containers)
+                ):
+                    push((child, depth + 1))
     return None
