@@ -15,6 +15,7 @@ belongs to.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,6 +61,13 @@ def _params_for_record(bind: Bind | None, param_types: tuple[int, ...]) -> list[
     return out
 
 
+@functools.lru_cache(maxsize=2048)
+def _command_records(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
+    # Classification is cached per SQL text, so the same Command objects come back for repeated
+    # statements; their record form is cached too. The msgpack packer never mutates it.
+    return [c.to_record() for c in commands]
+
+
 @dataclass
 class Statement:
     sql: str
@@ -97,7 +105,7 @@ class Relay:
         self.server = server
         self.server_decoder = server_decoder
         self.idle_timeout = idle_timeout
-        self.client_send_lock = trio.Lock()
+        self._last_client_activity = 0.0
         self.pending: deque[Pending] = deque()
         # client side
         self.statements: dict[str, Statement] = {}
@@ -111,69 +119,79 @@ class Relay:
         self.copy_out_binary = False
 
     # -- plumbing ---------------------------------------------------------------------------
-    async def send_client(self, data: bytes) -> None:
-        async with self.client_send_lock:
-            await self.client.send_all(data)
-
-    async def fatal(self, sqlstate: str, message: str) -> None:
-        """Tell the client why the session ends; best effort, the connection closes next."""
-        with trio.move_on_after(5):
-            try:
-                await self.send_client(error_response("FATAL", sqlstate, message))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+    # Only the server-side task writes to the client while relaying, so no lock (and none of
+    # its scheduler round trips) sits on the hot path; a task that must end the session with a
+    # FATAL returns it, and run() sends it once both directions have stopped.
 
     async def run(self) -> str:
         """Relay until either side closes; returns why the session ended."""
-        reason = "client closed"
+        end: _End | None = None
+        self._last_client_activity = trio.current_time()
         async with trio.open_nursery() as nursery:
 
-            async def client_side() -> None:
-                nonlocal reason
-                reason = await self._client_to_server()
+            def finish(result: _End) -> None:
+                nonlocal end
+                if end is None:
+                    end = result
                 nursery.cancel_scope.cancel()
 
+            async def client_side() -> None:
+                finish(await self._client_to_server())
+
             async def server_side() -> None:
-                nonlocal reason
-                reason = await self._server_to_client()
-                nursery.cancel_scope.cancel()
+                finish(await self._server_to_client())
+
+            async def idle_watch() -> None:
+                finish(await self._idle_watchdog())
 
             nursery.start_soon(client_side)
             nursery.start_soon(server_side)
-        return reason
+            nursery.start_soon(idle_watch)
+        assert end is not None
+        final = end.to_client
+        if end.fatal is not None:
+            final += error_response("FATAL", end.fatal[0], end.fatal[1])
+        if final:
+            with trio.move_on_after(5):
+                try:
+                    await self.client.send_all(final)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        return end.reason
+
+    async def _idle_watchdog(self) -> _End:
+        # One sleeping task per session instead of a cancel scope around every receive.
+        while True:
+            deadline = self._last_client_activity + self.idle_timeout
+            if trio.current_time() >= deadline:
+                return _End("idle timeout", ("57P05", "terminating connection due to idle timeout (wardgate)"))
+            await trio.sleep_until(deadline)
 
     # -- client -> server -------------------------------------------------------------------
-    async def _client_to_server(self) -> str:
+    async def _client_to_server(self) -> _End:
         decoder = self.client_decoder
         while True:
-            with trio.move_on_after(self.idle_timeout) as idle:
-                data = await self.client.receive_some(_CHUNK)
-            if idle.cancelled_caught:
-                await self.fatal("57P05", "terminating connection due to idle timeout (wardgate)")
-                return "idle timeout"
+            data = await self.client.receive_some(_CHUNK)
             if not data:
-                return "client closed"
+                return _End("client closed")
+            self._last_client_activity = trio.current_time()
+            out: list[bytes] = []
             try:
                 decoder.receive_data(data)
-                out: list[bytes] = []
                 while (framed := decoder.next_raw()) is not None:
                     tag, body, raw = framed
                     verdict = self._from_client(tag, body, raw, out)
                     if verdict is not None:
                         if out:
                             await self.server.send_all(b"".join(out))
-                        return verdict
+                        return _End(verdict)
             except ProtocolError as exc:
-                await self.fatal(exc.sqlstate, f"protocol violation: {exc}")
-                return f"protocol error: {exc}"
+                return _End(f"protocol error: {exc}", (exc.sqlstate, f"protocol violation: {exc}"))
             except RecordingError as exc:
-                await self.fatal(
-                    "58030", f"session recording failed; ending the session (fail closed): {exc}"
-                )
-                return "recording failed"
+                return _End("recording failed", (
+                    "58030", f"session recording failed; ending the session (fail closed): {exc}"))
             except _SessionExpired:
-                await self.fatal("28000", "the token has expired; reconnect with a fresh token")
-                return "token expired"
+                return _End("token expired", ("28000", "the token has expired; reconnect with a fresh token"))
             if out:
                 await self.server.send_all(b"".join(out))
 
@@ -292,7 +310,7 @@ class Relay:
             "sql": query.query,
             "protocol": "simple",
             "decision": decision.to_record(),
-            "commands": [c.to_record() for c in commands],
+            "commands": _command_records(commands),
         }
         self.session.record("query", record, flush=True)
         if decision.allowed:
@@ -325,7 +343,7 @@ class Relay:
                 "protocol": "extended",
                 "statement": parse.name,
                 "decision": decision.to_record(),
-                "commands": [c.to_record() for c in commands],
+                "commands": _command_records(commands),
             },
             flush=True,
         )
@@ -346,7 +364,7 @@ class Relay:
                     "statement": statement_name,
                     "params": _params_for_record(bind, statement.param_types),
                     "decision": statement.decision.to_record(),
-                    "commands": [c.to_record() for c in statement.commands],
+                    "commands": _command_records(statement.commands),
                 },
                 flush=True,
             )
@@ -359,35 +377,28 @@ class Relay:
         out.append(raw)
 
     # -- server -> client -------------------------------------------------------------------
-    async def _server_to_client(self) -> str:
+    async def _server_to_client(self) -> _End:
         decoder = self.server_decoder
         while True:
             data = await self.server.receive_some(_CHUNK)
             if not data:
-                return "target closed"
+                return _End("target closed")
             out: list[bytes] = []
             try:
                 decoder.receive_data(data)
                 while (framed := decoder.next_raw()) is not None:
                     self._from_server(framed[0], framed[1], framed[2], out)
             except ProtocolError as exc:
-                if out:
-                    await self.send_client(b"".join(out))
-                await self.fatal("08P01", f"the target sent an invalid reply: {exc}")
-                return f"target protocol error: {exc}"
+                return _End(f"target protocol error: {exc}",
+                            ("08P01", f"the target sent an invalid reply: {exc}"), b"".join(out))
             except RecordingError as exc:
-                await self.fatal(
-                    "58030", f"session recording failed; ending the session (fail closed): {exc}"
-                )
-                return "recording failed"
+                return _End("recording failed", (
+                    "58030", f"session recording failed; ending the session (fail closed): {exc}"))
             except _CopyOutBinary:
-                await self.fatal(
-                    "42501",
-                    "binary COPY output cannot be masked; the session was ended (fail closed)",
-                )
-                return "binary copy refused"
+                return _End("binary copy refused", (
+                    "42501", "binary COPY output cannot be masked; the session was ended (fail closed)"))
             if out:
-                await self.send_client(b"".join(out))
+                await self.client.send_all(b"".join(out))
 
     def _head(self) -> Pending | None:
         return self.pending[0] if self.pending else None
@@ -542,6 +553,15 @@ class Relay:
             if len(self.result.rows) < self.result.cap:
                 self.result.rows.append([masked_bytes.decode("utf-8", "replace").rstrip("\n")])
         return b"d" + (len(masked_bytes) + 4).to_bytes(4, "big") + masked_bytes
+
+
+@dataclass
+class _End:
+    """Why a relay direction stopped, and what the client must still be told."""
+
+    reason: str
+    fatal: tuple[str, str] | None = None  # (SQLSTATE, message) of a FATAL to send last
+    to_client: bytes = b""  # replies already processed that the client must still get
 
 
 class _SessionExpired(Exception):
