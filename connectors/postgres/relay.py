@@ -61,6 +61,19 @@ def _params_for_record(bind: Bind | None, param_types: tuple[int, ...]) -> list[
     return out
 
 
+# Drivers repeat the same Parse and RowDescription bytes for every execution of a statement;
+# decoding each once is a measurable share of a pgbench transaction. Keyed by the exact bytes,
+# and the decoded messages are immutable, so a hit is exactly what decoding would produce.
+@functools.lru_cache(maxsize=1024)
+def _row_description(tag: bytes, body: bytes, raw: bytes) -> RowDescription:
+    return decode_backend(tag, body, raw)  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_message(tag: bytes, body: bytes, raw: bytes) -> Parse:
+    return decode_frontend(tag, body, raw)  # type: ignore[return-value]
+
+
 @functools.lru_cache(maxsize=2048)
 def _command_records(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
     # Classification is cached per SQL text, so the same Command objects come back for repeated
@@ -200,7 +213,7 @@ class Relay:
         if tag == b"Q":
             self._query(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
         elif tag == b"P":
-            self._parse(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+            self._parse(_parse_message(tag, body, raw), raw, out)
         elif tag == b"B":
             bind: Bind = decode_frontend(tag, body, raw)  # type: ignore[assignment]
             self.portals[bind.portal] = (bind.statement, bind)
@@ -409,7 +422,7 @@ class Relay:
                 self.result = self._result_for_head(None)
             out.append(self.result.mask_row(body, raw))
         elif tag == b"T":
-            rd: RowDescription = decode_backend(tag, body, raw)  # type: ignore[assignment]
+            rd = _row_description(tag, body, raw)
             head = self._head()
             if head is not None and head.kind == "describe_s":
                 self.statement_fields[head.name] = rd.fields
