@@ -103,6 +103,11 @@ class PostgresConnector:
                 )
             if dialling.cancelled_caught:
                 raise ClientRefused("08001", f"target {target.name!r} did not answer in time")
+            try:
+                _check_reading_settings(target, upstream.parameters)
+            except UpstreamError:
+                await trio.aclose_forcefully(upstream.stream)
+                raise
         except ClientRefused as refused:
             await _send_fatal(client.stream, refused.sqlstate, str(refused))
             return
@@ -267,6 +272,21 @@ class PostgresConnector:
                     await sock.receive_some(1)  # the server closes when done
         except (OSError, trio.TooSlowError) as exc:
             log.warning("cancel for target %s failed: %s", target.name, exc)
+
+
+def _check_reading_settings(target: Target, parameters: dict[str, str]) -> None:
+    """The gateway parses statements and reads values assuming UTF-8 and standard-conforming
+    strings. A database configured otherwise (ALTER DATABASE ... SET) would read the same bytes
+    differently from the gateway, which could hide a statement inside a "string" (HOSTILE G.44):
+    refuse rather than guess."""
+    encoding = parameters.get("client_encoding", "").upper().replace("-", "")
+    if encoding != "UTF8":
+        raise UpstreamError(f"target {target.name!r} reports client_encoding {encoding or '?'}; wardgate needs UTF8")
+    if parameters.get("standard_conforming_strings", "on") != "on":
+        raise UpstreamError(
+            f"target {target.name!r} has standard_conforming_strings off; wardgate parses "
+            "statements as standard-conforming and refuses a target that reads them otherwise"
+        )
 
 
 def _may_reach(gw: Gateway, identity: Identity, target: Target) -> bool:

@@ -30,6 +30,7 @@ from gateway.session import Session
 from .backend import ErrorResponse, FieldDescription, NoticeResponse, RowDescription, decode_backend
 from .classify import classify, classify_with_prepared, prepared_statement_name
 from .codec import BackendDecoder, FrontendDecoder
+from .lineage import masked_column_uses
 from .frontend import Bind, Close, Describe, Execute, Parse, Query, decode_frontend
 from .replies import error_response
 from .binary import NUMERIC, TEXT_LIKE, number_text
@@ -289,19 +290,23 @@ class Relay:
     def _connector_rules(self, commands: tuple[Command, ...]) -> list[Decision]:
         """Rules no configuration can lift: they keep masking and identity intact."""
         out: list[Decision] = []
+        masker = self.session.masker
         for c in commands:
-            if (
-                "set_client_encoding" in c.flags
-                or "client_encoding" in c.text.lower()
-                and "set" in c.kinds
-            ):
-                out.append(
-                    Decision(
-                        Action.DENY,
-                        "wardgate.encoding",
-                        "client_encoding is pinned to UTF8 by the gateway (masking reads UTF-8)",
-                    )
-                )
+            if "lexer_setting" in c.flags:
+                # client_encoding / standard_conforming_strings change how bytes and strings
+                # are read: masking and classification both rely on the pinned values.
+                out.append(Decision(
+                    Action.DENY, "wardgate.encoding",
+                    "client_encoding (UTF8) and string-literal settings are pinned by the gateway",
+                ))
+            if masker.column_globs:
+                used = masked_column_uses(c.text, masker.column_is_masked)
+                if used:
+                    out.append(Decision(
+                        Action.DENY, "wardgate.masking",
+                        f"masked column(s) {', '.join(used)} may only be selected as they are: "
+                        "not renamed, computed with, filtered, sorted or copied",
+                    ))
         return out
 
     def _remember_prepared(self, commands: tuple[Command, ...]) -> None:

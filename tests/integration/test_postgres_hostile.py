@@ -65,6 +65,10 @@ def test_plaintext_client_is_refused_on_a_tls_required_listener(gateway: Gateway
 @pytest.fixture(scope="module")
 def fake_targets(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, dict[str, int]]]:
     ports = {name: free_port() for name in ("s-then-plaintext", "answers-n", "scram-bomb", "no-sqlstate")}
+    pg_cluster.sql("select 1", db="postgres")
+    if pg_cluster.sql("select count(*) from pg_database where datname = 'scs_off'", db="postgres").strip() == "0":
+        pg_cluster.sql("create database scs_off", db="postgres")
+        pg_cluster.sql("alter database scs_off set standard_conforming_strings = off", db="postgres")
     extra = "\n".join(textwrap.dedent(f"""
         [targets.{name}]
         protocol = "postgres"
@@ -73,8 +77,15 @@ def fake_targets(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory
         user = "gw"
         password = "backend-secret-never-sent"
         tls = "{'disable' if name in ('scram-bomb', 'no-sqlstate') else 'require'}"
-        """) for name, port in ports.items())
-    rules = 'rules = []\n[[rules]]\nname = "all"\naction = "allow"\n[policy]\ndefault = "deny"\n'
+        """) for name, port in ports.items()) + textwrap.dedent(f"""
+        [targets.scs-off]
+        protocol = "postgres"
+        address = "127.0.0.1:{pg_cluster.port}"
+        database = "scs_off"
+        user = "{pg_cluster.reader_user}"
+        password = "{pg_cluster.reader_password}"
+        tls = "require"
+        """)
     gw = start_gateway(tmp_path_factory.mktemp("hostile"), pg_cluster, extra_toml=extra,
                        rules='[[rules]]\nname = "all"\ngroups = ["ai-agents"]\naction = "allow"\n')
     try:
@@ -304,3 +315,171 @@ def test_error_and_notice_text_is_masked(gateway: GatewayProcess) -> None:
     # shows as context) is not the server's to hide.
     assert "4111111111111111" not in (err.value.diag.message_primary or "")
     assert "1111" in (err.value.diag.message_primary or "")
+
+
+# -- more of A, C, G, H, I, J --------------------------------------------------------------
+
+def test_hostile_sni_aborts_the_handshake_and_the_gateway_goes_on(gateway: GatewayProcess) -> None:
+    """CVE-2026-27448: a servername callback that raises must abort, not accept."""
+    from OpenSSL import SSL
+
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    with sock:
+        sock.sendall(SSLRequest().encode())
+        assert sock.recv(1) == b"S"
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        conn = SSL.Connection(ctx, sock)
+        conn.set_tlsext_host_name(b"\xff\xfe\x1b[31mevil")
+        conn.set_connect_state()
+        with pytest.raises(SSL.Error):
+            conn.do_handshake()
+    with psycopg.connect(gateway.dsn()) as other:
+        assert other.execute("select 1").fetchone() == (1,)
+
+
+def test_search_path_cannot_change_what_the_gateway_does(gateway: GatewayProcess) -> None:
+    """HOSTILE C.14: the gateway sends no SQL of its own, so a shadowing search_path has
+    nothing to hijack; classification and masking happen in the gateway."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("set search_path = pg_temp, public")
+        row = conn.execute("select card_number from customers where id = 1").fetchone()
+        assert row is not None and row[0].endswith("1111") and "4111111111111111" not in row[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("drop table customers")
+
+
+def test_row_wider_than_its_description_ends_the_session(fake_targets: tuple[GatewayProcess, dict[str, int]]) -> None:
+    """HOSTILE C.16: a DataRow wider than RowDescription cannot be masked by column: refuse."""
+    from connectors.postgres.messages import AuthenticationOk
+    from connectors.postgres.replies import command_complete, data_row, parameter_status, row_description
+
+    gw, ports = fake_targets
+
+    def script(conn: socket.socket, received: bytearray) -> None:
+        header = recv_exact(conn, 4, received)
+        recv_exact(conn, struct.unpack("!I", header)[0] - 4, received)
+        conn.sendall(AuthenticationOk().encode() + parameter_status("client_encoding", "UTF8")
+                     + parameter_status("standard_conforming_strings", "on") + ready_for_query("I"))
+        tag_len = recv_exact(conn, 5, received)
+        recv_exact(conn, struct.unpack("!I", tag_len[1:])[0] - 4, received)
+        conn.sendall(row_description(["a"]) + data_row([b"1", b"4111111111111111"])
+                     + command_complete("SELECT 1") + ready_for_query("I"))
+        drain(conn, received)
+
+    fake = _fake_on(ports["no-sqlstate"], script)
+    try:
+        with psycopg.connect(gw.dsn("no-sqlstate")) as conn:
+            with pytest.raises(psycopg.OperationalError) as failed:
+                conn.execute("select 1")
+    finally:
+        fake.close()
+    assert "4111111111111111" not in str(failed.value)
+    assert "invalid reply" in str(failed.value)
+
+
+def test_no_backend_connection_is_shared_between_identities(gateway: GatewayProcess) -> None:
+    """HOSTILE C.18: every session gets its own backend connection; nothing is pooled."""
+    pids = []
+    for who in ("alice", "bob"):
+        with psycopg.connect(gateway.dsn(token=gateway.token(who), user=who)) as conn:
+            conn.execute("set application_name = 'x'")
+            pids.append(conn.execute("select pg_backend_pid()").fetchone())
+    assert pids[0] != pids[1]
+
+
+def test_invalid_utf8_in_a_statement_is_refused_and_not_forwarded(gateway: GatewayProcess, pg_cluster: PgCluster) -> None:
+    """HOSTILE G.43: bytes the gateway cannot read cannot be judged."""
+    conn = login(gateway.port, gateway.token())
+    try:
+        body = b"select 1; drop table customers -- \xbf\x5c\x27\0"
+        conn.send(b"Q" + struct.pack("!I", len(body) + 4) + body)
+        replies = conn.read_until_ready()
+    finally:
+        conn.close()
+    errors = errors_of(replies)
+    assert errors and errors[0].sqlstate == "22021"
+    assert pg_cluster.sql("select count(*) from customers").strip() == "4"
+
+
+@pytest.mark.parametrize(("sql", "denied"), [
+    ("select 'a\\'; drop table customers; --'", True),   # standard strings: the quote ends at \'
+    ("select $a$;$a$", False),
+    ("select 1 /* /* */ drop table customers */", False),  # nested comment: nothing runs
+    ("select e'a\\'; drop table customers; --'", False),  # escape string: one statement
+])
+def test_string_and_comment_modes_are_read_as_the_server_reads_them(gateway: GatewayProcess, pg_cluster: PgCluster, sql: str, denied: bool) -> None:
+    """HOSTILE G.44."""
+    r = subprocess.run(["psql", gateway.dsn(), "-X", "-c", sql], capture_output=True, text=True, timeout=30)
+    if denied:
+        assert "permission denied by wardgate" in r.stderr
+    else:
+        assert "permission denied" not in r.stderr
+    assert pg_cluster.sql("select count(*) from customers").strip() == "4"
+
+
+def test_a_target_reading_strings_differently_is_refused(fake_targets: tuple[GatewayProcess, dict[str, int]], pg_cluster: PgCluster) -> None:
+    """HOSTILE G.44: a database with standard_conforming_strings = off would read
+    'a\\'; DROP ...' as one string where the gateway sees two statements."""
+    gw, _ = fake_targets
+    message = _connect_error(gw, "scs-off")
+    assert "standard_conforming_strings" in message
+
+
+@pytest.mark.parametrize("sql", [
+    "select reverse(ssn) from customers",
+    "select ssn as x from customers",
+    "select id from customers where ssn like '1%'",
+    "select id from customers order by ssn",
+    "select name from customers union select ssn from customers",
+    "select (select ssn from customers limit 1)",
+])
+def test_masked_columns_cannot_be_derived_renamed_or_probed(gateway: GatewayProcess, sql: str) -> None:
+    """HOSTILE H.46/H.47: a masked column may be shown as it is, never computed with."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="masked column"):
+            conn.execute(sql)
+        assert conn.execute("select ssn from customers where id = 1").fetchone() == ("****",)
+
+
+@pytest.mark.parametrize("sql", ["select lo_get(1)", "select encode(lo_get(1), 'hex')"])
+def test_large_object_reads_are_denied(gateway: GatewayProcess, sql: str) -> None:
+    """HOSTILE H.49: lo_get returns raw bytes the masker cannot see into."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql)
+
+
+def test_recording_failure_ends_the_session_with_a_clear_error(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """HOSTILE I.53: when the recording cannot be written (here: file size limit, EFBIG, as a
+    full disk would give ENOSPC), the session ends; nothing more is forwarded unrecorded."""
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    gw = start_gateway(tmp_path_factory.mktemp("fsize"), pg_cluster, preexec_fn=small_files)
+    try:
+        with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as failed:
+                for i in range(5000):
+                    conn.execute("select %s::text || repeat('x', 2000)", (f"row {i}",)).fetchall()
+        assert "recording" in str(failed.value) and "fail closed" in str(failed.value)
+        assert gw.process.poll() is None  # the gateway itself goes on
+    finally:
+        gw.stop()
+
+
+def test_a_slow_client_is_dropped_at_the_handshake_deadline(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """HOSTILE J.57: one byte and then silence holds nothing past the deadline."""
+    gw = start_gateway(tmp_path_factory.mktemp("slow"), pg_cluster,
+                       extra_toml="[limits]\nhandshake_timeout = 1\nauth_timeout = 1\n")
+    try:
+        slow = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+        with slow:
+            slow.sendall(b"\x00")
+            with psycopg.connect(gw.dsn()) as other:  # others are unaffected meanwhile
+                assert other.execute("select 1").fetchone() == (1,)
+            slow.settimeout(30)
+            assert slow.recv(1024) == b""  # closed by the gateway, not by our timeout
+    finally:
+        gw.stop()

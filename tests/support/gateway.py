@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,8 @@ class GatewayProcess:
 
 
 def start_gateway(root: Path, pg: object, *, extra_toml: str = "", rules: str = DEFAULT_RULES,
-                  listener_tls: str = "required") -> GatewayProcess:
+                  listener_tls: str = "required",
+                  preexec_fn: Callable[[], None] | None = None) -> GatewayProcess:
     """Start ``wardgate serve`` with targets on the private cluster ``pg`` (a PgCluster)."""
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "conf.d"
@@ -142,7 +144,7 @@ def start_gateway(root: Path, pg: object, *, extra_toml: str = "", rules: str = 
 
         [masking]
         detectors = ["credit_card", "us_ssn", "email", "iban", "secrets"]
-        columns = ["*password*", "*secret*"]
+        columns = ["*password*", "*secret*", "*ssn*"]
         """))
     (conf / "50-rules.toml").write_text(rules)
     if extra_toml:
@@ -153,7 +155,7 @@ def start_gateway(root: Path, pg: object, *, extra_toml: str = "", rules: str = 
     out = log_file.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "-v", "-c", str(conf), "serve"],
-        stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=preexec_fn,
     )
     gw = GatewayProcess(root, conf, port, process, log_file, env)
     deadline = time.monotonic() + 30
