@@ -138,3 +138,24 @@ def test_the_agent_never_learns_the_backend_credentials(gateway: GatewayProcess,
     assert r.returncode == 0
     assert r.stdout.strip() == f"{pg_cluster.reader_user}|{pg_cluster.reader_user}"
     assert pg_cluster.reader_password not in gateway.log()
+
+
+def test_copy_in_both_directions_and_notifications(gateway: GatewayProcess) -> None:
+    token = gateway.token("bench", groups="bench")
+    with psycopg.connect(gateway.dsn(token=token, user="bench"), autocommit=True) as conn:
+        conn.execute("create temp table imported (id int, note text)")
+        with conn.cursor().copy("copy imported from stdin") as copy:
+            for i in range(1000):
+                copy.write_row((i, f"note {i}"))
+        assert conn.execute("select count(*), sum(id) from imported").fetchone() == (1000, 499500)
+        with conn.cursor().copy("copy (select id, note from imported where id < 3 order by id) to stdout") as copy:
+            rows = [bytes(chunk) for chunk in copy]
+        assert b"".join(rows) == b"0\tnote 0\n1\tnote 1\n2\tnote 2\n"
+        conn.execute("listen wardgate_channel")
+        conn.execute("notify wardgate_channel, 'hello'")
+        notice_seen = []
+        conn.add_notice_handler(lambda diag: notice_seen.append(diag.message_primary))
+        conn.execute("do $$ begin raise notice 'card 4111111111111111'; end $$")
+        received = list(conn.notifies(timeout=5, stop_after=1))
+    assert [n.payload for n in received] == ["hello"]
+    assert notice_seen and "4111111111111111" not in notice_seen[0] and "1111" in notice_seen[0]
