@@ -1,0 +1,173 @@
+"""The relay's two directions, byte by byte, without sockets: what is forwarded, what the
+client sees, and how replies are matched to requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.postgres.backend import FieldDescription
+from connectors.postgres.codec import BackendDecoder, FrontendDecoder
+from connectors.postgres.messages import (
+    Bind,
+    BindComplete,
+    Describe,
+    ErrorResponse,
+    Execute,
+    Parse,
+    ParseComplete,
+    Query,
+    Sync,
+)
+from connectors.postgres.relay import DENIED_PLACEHOLDER, Relay, _CopyOutBinary
+from connectors.postgres.replies import (
+    command_complete,
+    data_row,
+    error_response,
+    ready_for_query,
+    row_description,
+)
+from gateway.masking import Masker, builtin_detectors
+from gateway.model import Action, Command, Decision
+
+
+class FakeSession:
+    """What the relay needs from a session: a verdict per command and somewhere to record."""
+
+    def __init__(self, deny_kinds: set[str]) -> None:
+        self.deny_kinds = deny_kinds
+        self.masker = Masker(builtin_detectors(), ["*ssn*"])
+        self.result_row_cap = 10
+        self.records: list[tuple[str, Any]] = []
+
+    def identity_expired(self) -> bool:
+        return False
+
+    def authorize(self, command: Command) -> Decision:
+        if command.kinds & self.deny_kinds:
+            return Decision(Action.DENY, "no drops", "not here")
+        return Decision(Action.ALLOW, "ok", "")
+
+    def record(self, kind: str, payload: Any, *, flush: bool = False) -> None:
+        self.records.append((kind, payload))
+
+    def flush(self) -> None:
+        pass
+
+
+def make_relay(deny: set[str] | None = None) -> tuple[Relay, FakeSession]:
+    session = FakeSession(deny or {"drop"})
+    relay = Relay(session, None, FrontendDecoder(startup=False), None, BackendDecoder(), idle_timeout=60)  # type: ignore[arg-type]
+    return relay, session
+
+
+def client_sends(relay: Relay, data: bytes) -> bytes:
+    relay.client_decoder.receive_data(data)
+    out: list[bytes] = []
+    while (framed := relay.client_decoder.next_raw()) is not None:
+        relay._from_client(*framed, out)
+    return b"".join(out)
+
+
+def server_sends(relay: Relay, data: bytes) -> list[object]:
+    relay.server_decoder.receive_data(data)
+    out: list[bytes] = []
+    while (framed := relay.server_decoder.next_raw()) is not None:
+        relay._from_server(*framed, out)
+    decoder = BackendDecoder()
+    decoder.receive_data(b"".join(out))
+    messages = []
+    while (m := decoder.next_message()) is not None:
+        messages.append(m)
+    return messages
+
+
+def syntax_error() -> bytes:
+    return error_response("ERROR", "42601", f'syntax error at or near "{DENIED_PLACEHOLDER}"')
+
+
+def test_allowed_query_is_forwarded_as_the_bytes_it_came_in() -> None:
+    relay, _ = make_relay()
+    query = Query("select 1").encode()
+    assert client_sends(relay, query) == query
+
+
+def test_pipelined_denial_is_answered_in_order() -> None:
+    relay, session = make_relay()
+    forwarded = client_sends(relay, Query("select 1").encode() + Query("drop table t").encode())
+    assert forwarded == Query("select 1").encode() + Query(DENIED_PLACEHOLDER).encode()
+    replies = server_sends(
+        relay,
+        row_description(["?column?"]) + data_row([b"1"]) + command_complete("SELECT 1") + ready_for_query("I")
+        + syntax_error() + ready_for_query("I"),
+    )
+    kinds = [type(m).__name__ for m in replies]
+    assert kinds == ["RowDescription", "DataRow", "CommandComplete", "ReadyForQuery", "ErrorResponse", "ReadyForQuery"]
+    error = replies[4]
+    assert isinstance(error, ErrorResponse) and error.sqlstate == "42501"
+    assert 'rule "no drops"' in error.message
+    assert not relay.pending
+    assert [k for k, _ in session.records] == ["query", "query", "result"]
+
+
+def test_a_real_error_is_forwarded_not_mistaken_for_a_denial() -> None:
+    relay, _ = make_relay()
+    client_sends(relay, Query("select 1/0").encode())
+    replies = server_sends(relay, error_response("ERROR", "22012", "division by zero") + ready_for_query("I"))
+    assert isinstance(replies[0], ErrorResponse) and replies[0].sqlstate == "22012"
+
+
+def test_extended_denial_skips_to_sync() -> None:
+    relay, _ = make_relay()
+    forwarded = client_sends(relay, Parse("", "drop table t").encode() + Bind("", "").encode()
+                             + Execute("").encode() + Sync().encode())
+    assert Parse("", DENIED_PLACEHOLDER).encode() in forwarded
+    assert b"drop table" not in forwarded
+    replies = server_sends(relay, syntax_error() + ready_for_query("I"))
+    assert [type(m).__name__ for m in replies] == ["ErrorResponse", "ReadyForQuery"]
+    assert replies[0].sqlstate == "42501"  # type: ignore[attr-defined]
+    assert not relay.pending
+
+
+def test_binary_results_use_the_bind_formats_and_a_statement_described_earlier() -> None:
+    """asyncpg's shape: Describe the statement once, later Bind binary and Execute without
+    describing again; the rows must still be masked by column."""
+    relay, _ = make_relay()
+    client_sends(relay, Parse("s", "select email, ssn, id from customers").encode()
+                 + Describe("S", "s").encode() + Sync().encode())
+    fields = (FieldDescription("email", type_oid=25), FieldDescription("ssn", type_oid=25),
+              FieldDescription("id", type_oid=23))
+    server_sends(relay, ParseComplete().encode() + b"t\x00\x00\x00\x06\x00\x00"
+                 + row_description(fields) + ready_for_query("I"))
+    client_sends(relay, Bind("", "s", (), (), (1,)).encode() + Execute("").encode() + Sync().encode())
+    replies = server_sends(relay, BindComplete().encode()
+                           + data_row([b"ada@example.com", b"123-45-6789", (7).to_bytes(4, "big")])
+                           + command_complete("SELECT 1") + ready_for_query("I"))
+    row = replies[1]
+    assert row.values == (None, None, (7).to_bytes(4, "big"))  # type: ignore[attr-defined]
+
+
+def test_text_rows_are_rebuilt_only_when_something_is_masked() -> None:
+    relay, _ = make_relay()
+    client_sends(relay, Query("select email from customers").encode())
+    clean = data_row([b"nothing here"])
+    replies = server_sends(relay, row_description(["note"]) + clean + data_row([b"ada@example.com"])
+                           + command_complete("SELECT 2") + ready_for_query("I"))
+    assert replies[1].raw == clean  # type: ignore[attr-defined]
+    assert replies[2].values == (b"a***@example.com",)  # type: ignore[attr-defined]
+
+
+def test_binary_copy_out_is_refused() -> None:
+    relay, _ = make_relay()
+    client_sends(relay, Query("copy customers to stdout (format binary)").encode())
+    with pytest.raises(_CopyOutBinary):
+        server_sends(relay, b"H\x00\x00\x00\x07\x01\x00\x00")
+
+
+def test_copy_out_text_lines_are_masked() -> None:
+    relay, _ = make_relay()
+    client_sends(relay, Query("copy customers to stdout").encode())
+    line = b"1\t4111111111111111\n"
+    replies = server_sends(relay, b"H\x00\x00\x00\x07\x00\x00\x00" + b"d" + (len(line) + 4).to_bytes(4, "big") + line)
+    assert b"4111111111111111" not in replies[1].data  # type: ignore[attr-defined]
