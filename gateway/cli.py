@@ -39,11 +39,12 @@ def _config(args: argparse.Namespace) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
+    from gateway.config import approval_warnings
     from gateway.runtime import build_gateway
     from gateway.server import serve_until_signalled
 
     config = _config(args)
-    for problem in getattr(config, "problems", ()):
+    for problem in (*config.problems, *approval_warnings(config)):
         print(f"wardgate: warning: {problem}", file=sys.stderr)
     gw = build_gateway(config)
     print(f"wardgate: config {config.config_dir}, data in {config.data_dir}", flush=True)
@@ -55,11 +56,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    import trio
+
+    from gateway.config import approval_warnings
     from gateway.runtime import build_gateway
 
     config = _config(args)
-    build_gateway(config)  # loads plugins, detectors, keys: everything start-up would check
-    for problem in getattr(config, "problems", ()):
+    gw = build_gateway(config)  # loads plugins, detectors, keys: everything start-up would check
+    trio.run(gw.aclose)
+    for problem in (*config.problems, *approval_warnings(config)):
         print(f"warning: {problem}", file=sys.stderr)
     print(f"{config.config_dir}: ok ({len(config.listeners)} listener(s), "
           f"{len(config.targets)} target(s), {len(config.rules)} rule(s))")
@@ -219,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("verify")
     r.add_argument("file")
     r.set_defaults(func=cmd_recordings_verify)
+
+    from gateway.admin import commands as admin_commands
+
+    admin_commands.add_parsers(sub, parse_duration)
     return parser
 
 
@@ -239,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if getattr(args, "command", None) in ("review", "access"):
+            from gateway.admin import commands as admin_commands
+
+            return admin_commands.run(args.func, args)
         return int(args.func(args))
     except GatewayError as exc:
         print(f"wardgate: error: {exc}", file=sys.stderr)

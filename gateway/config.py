@@ -44,7 +44,7 @@ TARGET_TLS_MODES = ("disable", "prefer", "require", "verify-full")
 
 _TABLES = (
     "gateway", "auth", "tls", "listeners", "targets", "rules",
-    "policy", "masking", "limits", "recording",
+    "policy", "masking", "limits", "recording", "approvals", "admin", "plugins",
 )  # fmt: skip
 _GATEWAY_KEYS = ("data_dir", "shutdown_grace")
 _AUTH_KEYS = ("issuer", "audience", "groups_claim", "jwks_file", "leeway")
@@ -55,7 +55,10 @@ _TARGET_KEYS = (
     "tls", "ca_file", "options",
 )  # fmt: skip
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
-_RULE_KEYS = ("name", "groups", "targets", "sql", "commands", "protocols", "action", "reason")
+_RULE_KEYS = (
+    "name", "groups", "targets", "sql", "commands", "protocols", "action", "reason",
+    "grant", "min_approvals", "approver_groups",
+)  # fmt: skip
 _POLICY_KEYS = ("default",)
 _MASKING_KEYS = ("detectors", "columns")
 _LIMITS_KEYS = (
@@ -63,6 +66,8 @@ _LIMITS_KEYS = (
     "max_sessions_per_identity", "max_message_bytes",
 )  # fmt: skip
 _RECORDING_KEYS = ("result_row_cap", "flush_interval")
+_APPROVALS_KEYS = ("approver_groups", "timeout", "max_pending_per_identity", "max_grant_duration")
+_ADMIN_KEYS = ("bind",)
 
 # Listener and target names appear in globs, client connection strings and recordings; keeping them
 # to one plain word avoids quoting surprises in all three.
@@ -130,6 +135,29 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalsConfig:
+    """``[approvals]``: who approves held commands and grants, and the bounds on waiting."""
+
+    approver_groups: frozenset[str] = frozenset()  # empty: only rules' approver_groups approve
+    timeout: float = 300.0  # seconds a held command waits for a decision
+    max_pending_per_identity: int = 10  # beyond it a new review is refused at once
+    max_grant_duration: float = 8 * 3600.0  # the longest grant that can be asked for
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: the approvers' HTTPS API; present means enabled."""
+
+    host: str
+    port: int  # 0 binds an ephemeral port (tests)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     config_dir: Path  # absolute
     data_dir: Path  # absolute
@@ -143,6 +171,9 @@ class Config:
     masking: MaskingConfig = MaskingConfig()
     limits: LimitsConfig = LimitsConfig()
     recording: RecordingConfig = RecordingConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    admin: AdminConfig | None = None
+    plugins: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # [plugins.NAME], as is
     problems: tuple[str, ...] = ()  # warnings worth showing at start-up; the gateway still runs
     files: tuple[str, ...] = ()  # the files read, in merge order
     origins: Mapping[KeyPath, str] = field(default_factory=dict, compare=False, repr=False)
@@ -210,6 +241,14 @@ def load_config(config_dir: Path, *, environ: Mapping[str, str] = os.environ) ->
         for name, table in root.child("targets", allowed=None).children(allowed=_TARGET_KEYS)
     }
     policy = root.child("policy", allowed=_POLICY_KEYS)
+    policy_default = Action(policy.choice("default", [str(a) for a in Action], "deny"))
+    rules = _rules(merged.rules)
+    approvals = _approvals(root.child("approvals", allowed=_APPROVALS_KEYS))
+    admin = _admin(root) if "admin" in merged.tables else None
+    if admin is not None and "admin" in listeners:
+        raise root.child("listeners", allowed=None).error(
+            "admin", 'the listener name "admin" is taken by the [admin] API; rename the listener'
+        )
     return Config(
         config_dir=config_dir.absolute(),
         data_dir=data_dir,
@@ -218,11 +257,14 @@ def load_config(config_dir: Path, *, environ: Mapping[str, str] = os.environ) ->
         tls=_tls(root.child("tls", allowed=_TLS_KEYS), base),
         listeners=listeners,
         targets=targets,
-        rules=_rules(merged.rules),
-        policy_default=Action(policy.choice("default", [str(a) for a in Action], "deny")),
+        rules=rules,
+        policy_default=policy_default,
         masking=_masking(root.child("masking", allowed=_MASKING_KEYS)),
         limits=_limits(root.child("limits", allowed=_LIMITS_KEYS)),
         recording=_recording(root.child("recording", allowed=_RECORDING_KEYS)),
+        approvals=approvals,
+        admin=admin,
+        plugins=_plugins(root.child("plugins", allowed=None)),
         problems=tuple(problems),
         files=tuple(merged.files),
         origins=dict(merged.origins),
@@ -259,6 +301,27 @@ def check_protocols(config: Config, known: set[str]) -> None:
                     f'[[rules]] "{rule.name}" protocols',
                     f'unknown protocol "{protocol}"; installed connectors: {installed}',
                 )
+
+
+def approval_warnings(config: Config) -> list[str]:
+    """Policies that hold commands nobody can approve.
+
+    Not an error, and not in :attr:`Config.problems` (those concern a fresh machine's secrets):
+    a policy may hold commands on purpose before approvers are set up, but the operator should
+    hear at start-up that such commands will only ever time out.
+    """
+    if config.approvals.approver_groups:
+        return []
+    held = [r.name for r in config.rules if r.action is Action.REVIEW and not r.approver_groups]
+    if config.policy_default is Action.REVIEW:
+        held.append("[policy] default")
+    if not held:
+        return []
+    return [
+        "no [approvals] approver_groups: commands held by "
+        + ", ".join(f'"{name}"' for name in held)
+        + " can never be approved and will time out"
+    ]
 
 
 def check_detectors(config: Config, known: set[str]) -> None:
@@ -432,16 +495,35 @@ def _rules(entries: list[tuple[str, dict[str, Any]]]) -> tuple[Rule, ...]:
         commands = table.string_list("sql" if "sql" in data else "commands")
         groups = table.string_list("groups")
         protocols = table.string_list("protocols")
+        action = Action(table.choice("action", [str(a) for a in Action]))
+        grant = table.optional_string("grant")
+        if grant is not None and not _NAME.fullmatch(grant):
+            raise table.error(
+                "grant", "use letters, digits, '_', '-' and '.', starting with a letter or digit"
+            )
+        if "min_approvals" in data and action is not Action.REVIEW:
+            raise table.error("min_approvals", 'applies only to rules with action = "review"')
+        approver_groups = table.string_list("approver_groups")
+        if approver_groups is not None and action is not Action.REVIEW and grant is None:
+            raise table.error(
+                "approver_groups",
+                'applies only to rules with action = "review" or a grant (who approves it)',
+            )
         rules.append(
             Rule(
                 name=name,
-                action=Action(table.choice("action", [str(a) for a in Action])),
+                action=action,
                 groups=frozenset(groups) if groups is not None else None,
                 targets=table.string_list("targets"),
                 commands=frozenset(c.lower() for c in commands) if commands else None,
                 protocols=frozenset(protocols) if protocols is not None else None,
                 reason=table.text("reason"),
                 source=file,
+                grant=grant,
+                min_approvals=table.integer("min_approvals", 1, minimum=1),
+                approver_groups=(
+                    frozenset(approver_groups) if approver_groups is not None else None
+                ),
             )
         )
     return tuple(rules)
@@ -470,6 +552,40 @@ def _limits(table: Table) -> LimitsConfig:
             "max_message_bytes", d.max_message_bytes, minimum=1024, unit=" (bytes)"
         ),
     )
+
+
+def _approvals(table: Table) -> ApprovalsConfig:
+    d = ApprovalsConfig()
+    groups = table.string_list("approver_groups")
+    return ApprovalsConfig(
+        approver_groups=frozenset(groups) if groups is not None else d.approver_groups,
+        timeout=table.seconds("timeout", d.timeout),
+        max_pending_per_identity=table.integer(
+            "max_pending_per_identity", d.max_pending_per_identity, minimum=1
+        ),
+        max_grant_duration=table.seconds("max_grant_duration", d.max_grant_duration),
+    )
+
+
+def _admin(root: Table) -> AdminConfig:
+    table = root.child("admin", allowed=_ADMIN_KEYS)
+    try:
+        host, port = parse_address(table.string("bind"), allow_port_zero=True)
+    except ValueError as exc:
+        raise table.error("bind", str(exc)) from None
+    return AdminConfig(host=host, port=port)
+
+
+def _plugins(table: Table) -> dict[str, dict[str, Any]]:
+    """``[plugins.NAME]`` tables are the plugins' own business: only their shape is checked here;
+    each plugin validates its keys in ``wardgate_configure``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in table.data:
+        if not isinstance(table.data[name], dict):
+            raise table.error(name, f"expected a table, written [plugins.{name}]")
+        _check_name(table, "plugin", name)
+        out[name] = table.subtable(name)
+    return out
 
 
 def _recording(table: Table) -> RecordingConfig:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from gateway.config import Config
     from gateway.connector import Connector
     from gateway.masking import Detector
     from gateway.model import Command, Decision, Identity, Target
@@ -32,7 +33,19 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def wardgate_connectors() -> Sequence[Connector]:
+def wardgate_configure(config: Config) -> None:
+    """Called once at start-up, after every plugin is loaded, with the loaded configuration.
+
+    A plugin reads its own settings from ``config.plugins.get("<name>", {})`` (the
+    ``[plugins.<name>]`` table, as written) and should raise ``gateway.errors.PluginError`` with
+    the file and key when they are wrong: the gateway then refuses to start, as it does for any
+    other configuration error. Do not start threads or open connections here if it can wait until
+    first use (``wardgate config check`` calls this hook too).
+    """
+
+
+@hookspec
+def wardgate_connectors() -> Sequence[Connector]:  # type: ignore[empty-body]
     """Return the protocol connectors this plugin provides.
 
     Each connector names its ``protocol`` (the value of ``protocol =`` in ``[listeners.*]`` and
@@ -41,7 +54,7 @@ def wardgate_connectors() -> Sequence[Connector]:
 
 
 @hookspec
-def wardgate_detectors() -> Sequence[Detector]:
+def wardgate_detectors() -> Sequence[Detector]:  # type: ignore[empty-body]
     """Return masking detectors (objects with ``name`` and ``scan(text)``).
 
     The ``[masking] detectors`` list names which of all registered detectors are active.
@@ -66,8 +79,22 @@ def wardgate_authorize(
 def wardgate_review_requested(review: dict[str, Any]) -> None:
     """A command is held for approval; notify approvers.
 
-    ``review`` holds at least ``id``, ``identity``, ``target``, ``command`` and ``reason``.
+    ``review`` is the admin API's JSON view of the review: at least ``id``, ``identity``,
+    ``target``, ``protocol``, ``command`` (exact text), ``command_display`` (the text with
+    every deceptive code point escaped: show this one to people), ``params``, ``rule``,
+    ``reason``, ``min_approvals``, ``approver_groups``, ``created_at``, ``expires_at``, plus
+    ``approve_command``/``deny_command`` (the CLI lines an approver runs).
     Must not block: queue the notification and return.
+    """
+
+
+@hookspec
+def wardgate_grant_requested(grant: dict[str, Any]) -> None:
+    """An identity asked for a time-boxed grant; notify approvers.
+
+    ``grant`` is the admin API's JSON view: ``id``, ``identity``, ``target``, ``grant``,
+    ``duration`` (seconds), ``reason``, ``requested_at``, plus ``approve_command`` and
+    ``deny_command``. Must not block: queue the notification and return.
     """
 
 

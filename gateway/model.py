@@ -116,13 +116,17 @@ class Decision:
     action: Action
     rule: str  # the rule that decided, or "policy.default", or "plugin:<name>"
     reason: str
+    grant: str | None = None  # the grant the deciding rule required, when it required one
 
     @property
     def allowed(self) -> bool:
         return self.action is Action.ALLOW
 
     def to_record(self) -> dict[str, str]:
-        return {"action": str(self.action), "rule": self.rule, "reason": self.reason}
+        record = {"action": str(self.action), "rule": self.rule, "reason": self.reason}
+        if self.grant is not None:
+            record["grant"] = self.grant
+        return record
 
     @staticmethod
     def strictest(decisions: list[Decision]) -> Decision:

@@ -10,7 +10,7 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -18,6 +18,7 @@ from gateway import hookspecs
 from gateway.errors import PluginError
 
 if TYPE_CHECKING:
+    from gateway.config import Config
     from gateway.connector import Connector
     from gateway.masking import Detector
 
@@ -72,7 +73,8 @@ class PluginHost:
         found: dict[str, Connector] = {}
         owners: dict[str, str] = {}
         for impl in self.pm.hook.wardgate_connectors.get_hookimpls():
-            for connector in impl.function() or ():
+            offered = cast("Iterable[Connector]", impl.function() or ())
+            for connector in offered:
                 protocol = getattr(connector, "protocol", None)
                 if not isinstance(protocol, str) or not protocol:
                     raise PluginError(
@@ -90,7 +92,8 @@ class PluginHost:
     def detectors(self) -> dict[str, Detector]:
         found: dict[str, Detector] = {}
         for impl in self.pm.hook.wardgate_detectors.get_hookimpls():
-            for detector in impl.function() or ():
+            offered_detectors = cast("Iterable[Detector]", impl.function() or ())
+            for detector in offered_detectors:
                 name = getattr(detector, "name", None)
                 if not isinstance(name, str) or not callable(getattr(detector, "scan", None)):
                     raise PluginError(
@@ -112,6 +115,19 @@ class PluginHost:
                 f"available: {', '.join(sorted(available))}"
             )
         return [available[n] for n in names]
+
+    def configure(self, config: Config) -> None:
+        """Hand every plugin the configuration; a plugin that refuses it stops the start-up."""
+        for impl in self.pm.hook.wardgate_configure.get_hookimpls():
+            try:
+                impl.function(config=config)
+            except PluginError:
+                raise
+            except Exception as exc:  # foreign code: any failure is the operator's to fix
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} rejected its configuration "
+                    f"([plugins.{impl.plugin_name}]): {type(exc).__name__}: {exc}"
+                ) from exc
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a notification hook; a failing plugin is logged, never allowed to end a session."""

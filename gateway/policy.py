@@ -7,6 +7,10 @@ first in file order names the decision, which keeps the reported rule stable whe
 
 The engine is pure: no I/O, no clock. It is called for every statement, so each rule's sets are built
 once and recent answers are cached (a Decision is immutable, so sharing one is safe).
+
+A rule with ``grant = "NAME"`` applies only while the caller holds an approved, unexpired grant of
+that name for the target. The engine does not know about time or approvals: the caller passes the
+names of the grants it holds right now (``decide(..., grants=...)``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ DEFAULT_RULE_NAME = "policy.default"
 # full the cache is simply dropped, which costs one re-evaluation per key.
 _CACHE_LIMIT = 4096
 
-_CacheKey = tuple[frozenset[str], str, str, frozenset[str], frozenset[str]]
+_CacheKey = tuple[frozenset[str], str, str, frozenset[str], frozenset[str], frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +47,31 @@ class Rule:
     protocols: frozenset[str] | None = None
     reason: str = ""
     source: str = ""  # the file that defined the rule, for operators reading a decision
+    grant: str | None = None  # applies only while the caller holds this grant for the target
+    min_approvals: int = 1  # review rules: distinct approvers needed
+    approver_groups: frozenset[str] | None = None  # review rules: None = [approvals] groups
 
     def matches(
-        self, identity: Identity, target_name: str, protocol: str, command: Command
+        self,
+        identity: Identity,
+        target_name: str,
+        protocol: str,
+        command: Command,
+        grants: frozenset[str] = frozenset(),
     ) -> bool:
         words = _command_words(command.kinds, command.categories)
-        return self._matches(identity.groups, target_name, protocol, words)
+        return self._matches(identity.groups, target_name, protocol, words, grants)
 
     def _matches(
-        self, groups: frozenset[str], target_name: str, protocol: str, words: frozenset[str]
+        self,
+        groups: frozenset[str],
+        target_name: str,
+        protocol: str,
+        words: frozenset[str],
+        grants: frozenset[str] = frozenset(),
     ) -> bool:
+        if self.grant is not None and self.grant not in grants:
+            return False
         if self.groups is not None and self.groups.isdisjoint(groups):
             return False
         if self.protocols is not None and protocol not in self.protocols:
@@ -91,6 +110,10 @@ class PolicyEngine:
         self._rules: tuple[Rule, ...] = tuple(rules)
         self._default = default
         self._cache: dict[_CacheKey, Decision] = {}
+        self._by_name = {rule.name: rule for rule in self._rules}
+        # Only grants some rule tests can change a decision; keying the cache on those alone
+        # keeps a caller's unrelated grants from multiplying cache entries.
+        self._grant_names = frozenset(r.grant for r in self._rules if r.grant is not None)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -100,35 +123,57 @@ class PolicyEngine:
     def default(self) -> Action:
         return self._default
 
-    def decide(self, identity: Identity, target_name: str, command: Command) -> Decision:
+    @property
+    def grant_names(self) -> frozenset[str]:
+        """Every grant some rule tests (what an access request may ask for)."""
+        return self._grant_names
+
+    def rule(self, name: str) -> Rule | None:
+        return self._by_name.get(name)
+
+    def decide(
+        self,
+        identity: Identity,
+        target_name: str,
+        command: Command,
+        grants: frozenset[str] = frozenset(),
+    ) -> Decision:
+        relevant = grants & self._grant_names if grants else frozenset()
         key: _CacheKey = (
             identity.groups,
             target_name,
             command.protocol,
             command.kinds,
             frozenset(str(c) for c in command.categories),
+            relevant,
         )
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        decision = self._evaluate(identity, target_name, command)
+        decision = self._evaluate(identity, target_name, command, relevant)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = decision
         return decision
 
-    def _evaluate(self, identity: Identity, target_name: str, command: Command) -> Decision:
+    def _evaluate(
+        self,
+        identity: Identity,
+        target_name: str,
+        command: Command,
+        grants: frozenset[str] = frozenset(),
+    ) -> Decision:
         words = _command_words(command.kinds, command.categories)
         best: Rule | None = None
         for rule in self._rules:
-            if not rule._matches(identity.groups, target_name, command.protocol, words):
+            if not rule._matches(identity.groups, target_name, command.protocol, words, grants):
                 continue
             if best is None or rule.action.severity > best.action.severity:
                 best = rule
                 if best.action is Action.DENY:
                     break  # nothing is stricter, and later denies never displace the first
         if best is not None:
-            return Decision(best.action, best.name, best.explain())
+            return Decision(best.action, best.name, best.explain(), best.grant)
         return Decision(
             self._default, DEFAULT_RULE_NAME, self._default_reason(target_name, command)
         )

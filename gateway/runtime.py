@@ -17,6 +17,7 @@ import trio
 from OpenSSL import SSL
 
 import gateway
+from gateway.approvals import ApprovalService, SQLiteApprovalStore
 from gateway.auth import AuthSettings, EmbeddedIssuer, TokenValidator, build_validator
 from gateway.certs import ensure_self_signed
 from gateway.config import Config, check_protocols
@@ -54,6 +55,7 @@ class Gateway:
     recordings: RecordingStore
     cert_file: Path
     key_file: Path
+    approvals: ApprovalService | None = None
     clock: Callable[[], float] = time.time
     _signing_key: Any = None
     _server_contexts: dict[tuple[bytes, ...], SSL.Context] = field(default_factory=dict)
@@ -125,7 +127,7 @@ class Gateway:
             session_id=session_id, identity=identity, target=target, protocol=protocol,
             peer=peer, recorder=writer, policy=self.policy, masker=self.masker,
             plugins=self.plugins, result_row_cap=self.config.recording.result_row_cap,
-            clock=self.clock,
+            clock=self.clock, approvals=self.approvals,
         )
         self._sessions_by_subject[identity.subject] += 1
         self.active_sessions += 1
@@ -153,6 +155,11 @@ class Gateway:
             ended = sess.describe() | {"reason": reason}
             self.plugins.notify("wardgate_session_ended", session=ended)
 
+    async def aclose(self) -> None:
+        """Release what the gateway holds open (the approval store)."""
+        if self.approvals is not None:
+            await self.approvals.aclose()
+
     async def _flush_periodically(self, writer: RecordingWriter) -> None:
         # The design promises a crash loses at most the last second of a session.
         interval = self.config.recording.flush_interval
@@ -173,6 +180,7 @@ def build_gateway(config: Config, *, plugins: PluginHost | None = None) -> Gatew
     if plugins is None:
         host.load_entry_points()
     host.check_pending()
+    host.configure(config)
     connectors = host.connectors()
     check_protocols(config, set(connectors))
     detectors = host.select_detectors(config.masking.detectors)
@@ -200,17 +208,27 @@ def build_gateway(config: Config, *, plugins: PluginHost | None = None) -> Gatew
     )
     validator, issuer = build_validator(settings, data_dir)
     signing_key = load_or_create_signing_key(data_dir)
+    policy = PolicyEngine(config.rules, config.policy_default)
+    approvals = ApprovalService(
+        SQLiteApprovalStore.in_data_dir(data_dir),
+        config.approvals,
+        rules=config.rules,
+        plugins=host,
+        known_targets=set(config.targets),
+        known_grants=policy.grant_names,
+    )
     gw = Gateway(
         config=config,
         plugins=host,
         connectors=connectors,
         validator=validator,
         issuer=issuer,
-        policy=PolicyEngine(config.rules, config.policy_default),
+        policy=policy,
         masker=Masker(detectors, config.masking.columns),
         recordings=RecordingStore(data_dir / "recordings"),
         cert_file=cert_file,
         key_file=key_file,
+        approvals=approvals,
     )
     gw._signing_key = signing_key
     log.debug("recording key %s", key_id(signing_key.public_key()))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from gateway.admin import AdminServer
 from gateway.config import ListenerConfig
 from gateway.connector import ConnectionContext
 from gateway.runtime import Gateway
@@ -85,35 +86,81 @@ async def serve(gateway: Gateway, *, task_status: trio.TaskStatus[ServerState] =
             if state.connections == 0:
                 all_done.set()
 
+    approvals = gateway.approvals
+    if approvals is not None:
+        # Before any listener: reviews left pending by a previous process are cancelled and
+        # grants loaded, so the first statement is judged against the grants that still hold.
+        await approvals.recover()
+    admin = AdminServer(gateway) if config.admin is not None and approvals is not None else None
+
     async with trio.open_nursery() as outer:
-        async with trio.open_nursery() as sessions:
-            async with trio.open_nursery() as accepting:
-                for listener in config.listeners.values():
-                    socks = await trio.open_tcp_listeners(listener.port, host=listener.host)
-                    bound = socks[0].socket.getsockname()
-                    state.addresses[listener.name] = (bound[0], bound[1])
-                    log.info("listener %s (%s) on %s:%d", listener.name, listener.protocol, bound[0], bound[1])
+        if approvals is not None:
+            outer.start_soon(approvals.run)
+        # Approvers' connections outlive the data listeners' grace period: a session finishing
+        # during the grace may still be waiting for its approval.
+        async with trio.open_nursery() as admin_connections:
+            async with trio.open_nursery() as sessions:
+                async with trio.open_nursery() as accepting:
+                    if admin is not None:
+                        await _start_admin(admin, state, accepting, admin_connections)
+                    for listener in config.listeners.values():
+                        socks = await trio.open_tcp_listeners(listener.port, host=listener.host)
+                        bound = socks[0].socket.getsockname()
+                        state.addresses[listener.name] = (bound[0], bound[1])
+                        log.info("listener %s (%s) on %s:%d", listener.name, listener.protocol,
+                                 bound[0], bound[1])  # fmt: skip
 
-                    async def run(cfg: ListenerConfig = listener, ls: list[trio.SocketListener] = socks) -> None:
-                        async def handler(stream: trio.SocketStream) -> None:
-                            await handle(stream, cfg)
+                        async def run(
+                            cfg: ListenerConfig = listener, ls: list[trio.SocketListener] = socks
+                        ) -> None:
+                            async def handler(stream: trio.SocketStream) -> None:
+                                await handle(stream, cfg)
 
-                        await trio.serve_listeners(handler, ls, handler_nursery=sessions)
+                            await trio.serve_listeners(handler, ls, handler_nursery=sessions)
 
-                    accepting.start_soon(run)
-                task_status.started(state)
-                await shutdown_requested.wait()
-                accepting.cancel_scope.cancel()
-            log.info("no longer accepting; %d session(s) have %ss to finish",
-                     state.connections, config.gateway.shutdown_grace)
-            with trio.move_on_after(config.gateway.shutdown_grace):
-                await all_done.wait()
-            sessions.cancel_scope.cancel()
+                        accepting.start_soon(run)
+                    task_status.started(state)
+                    await shutdown_requested.wait()
+                    accepting.cancel_scope.cancel()
+                log.info("no longer accepting; %d session(s) have %ss to finish",
+                         state.connections, config.gateway.shutdown_grace)  # fmt: skip
+                with trio.move_on_after(config.gateway.shutdown_grace):
+                    await all_done.wait()
+                sessions.cancel_scope.cancel()
+            admin_connections.cancel_scope.cancel()
         outer.cancel_scope.cancel()
+
+
+async def _start_admin(
+    admin: AdminServer,
+    state: ServerState,
+    accepting: trio.Nursery,
+    connections: trio.Nursery,
+) -> None:
+    settings = admin.gateway.config.admin
+    if settings is None:
+        return
+    socks = await trio.open_tcp_listeners(settings.port, host=settings.host)
+    bound = socks[0].socket.getsockname()
+    state.addresses["admin"] = (bound[0], bound[1])
+    log.info("admin API on %s:%d", bound[0], bound[1])
+
+    async def run() -> None:
+        await trio.serve_listeners(admin.handle, socks, handler_nursery=connections)
+
+    accepting.start_soon(run)
 
 
 async def serve_until_signalled(gateway: Gateway) -> None:
     """``wardgate serve``: SIGINT/SIGTERM start a graceful shutdown; a second one is immediate."""
+    try:
+        await _serve_with_signals(gateway)
+    finally:
+        with trio.CancelScope(shield=True):
+            await gateway.aclose()
+
+
+async def _serve_with_signals(gateway: Gateway) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -123,7 +170,11 @@ async def serve_until_signalled(gateway: Gateway) -> None:
 
             state: ServerState = await nursery.start(run_server)
             for name, (host, port) in state.addresses.items():
-                print(f"wardgate: listener {name} on {host}:{port}", flush=True)
+                shown = f"[{host}]" if ":" in host else host
+                if name == "admin":
+                    print(f"wardgate: admin API on https://{shown}:{port}", flush=True)
+                else:
+                    print(f"wardgate: listener {name} on {host}:{port}", flush=True)
             received = 0
             async for signum in signals:
                 received += 1
