@@ -190,6 +190,50 @@ def cmd_recordings_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _entry_point(group: str, name: str) -> Any:
+    """Load a contributed function by entry point: the gateway never imports the replayer or a
+    connector (DESIGN.md; tests/unit/test_layering.py), it finds them through package metadata."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=group, name=name)
+    if not found:
+        raise GatewayError(
+            f"nothing provides the {group!r} entry point {name!r}: reinstall wardgate "
+            "(pip install -e .) so that its entry points are registered"
+        )
+    return next(iter(found)).load()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.recording import load_public_key
+
+    replay = _entry_point("wardgate.replayer", "main")
+    path = Path(args.path) if args.path else None
+    try:
+        config = _config(args)
+    except GatewayError:
+        # An auditor may hold only a copied recording and the public key, without the
+        # gateway's configuration.
+        if path is None:
+            raise
+        config = None
+    key: Any = Path(args.key) if args.key else None
+    if key is None and config is not None:
+        try:
+            key = load_public_key(config.data_dir)
+        except (GatewayError, OSError, ValueError):
+            key = None  # the replayer then shows intact files as UNSIGNED and says why
+    data_dir = config.data_dir if config is not None else None
+    recordings = data_dir / "recordings" if data_dir is not None else path
+    assert recordings is not None
+    return int(replay(path, recordings, key, data_dir=data_dir))
+
+
+def cmd_contributed(args: argparse.Namespace) -> int:
+    """A subcommand a connector contributes (``wardgate.commands`` entry points), e.g. demo."""
+    return int(_entry_point("wardgate.commands", args.command)(args.rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wardgate", description=__doc__)
     parser.add_argument("-c", "--config", metavar="DIR",
@@ -225,6 +269,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     r.set_defaults(func=cmd_recordings_verify)
 
+    p = sub.add_parser("replay", help="browse and replay session recordings (terminal UI)")
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="a recording or a directory of recordings "
+                        "(default: the recordings of the configuration)")
+    # Declared here too: otherwise `replay -c DIR` would take DIR as PATH.
+    p.add_argument("-c", "--config", metavar="DIR", default=argparse.SUPPRESS,
+                   help="configuration directory (default: $WARDGATE_CONFIG or ./conf.d)")
+    p.add_argument("--key", metavar="PEM",
+                   help="public key that verifies the seals "
+                        "(default: <data_dir>/keys/recording-ed25519.pub.pem)")
+    p.set_defaults(func=cmd_replay)
+
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="wardgate.commands"), key=lambda e: e.name):
+        p = sub.add_parser(ep.name, help=f"{ep.name} (contributed by {ep.value.split(':')[0]})",
+                           add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_contributed)
+
     from gateway.admin import commands as admin_commands
 
     admin_commands.add_parsers(sub, parse_duration)
@@ -235,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # -c may also come after the subcommand (`wardgate token -c DIR ...`): accept both.
     args, rest = parser.parse_known_args(argv)
-    if rest:
+    if rest and getattr(args, "func", None) is cmd_contributed:
+        args.rest = [*rest, *args.rest]  # a contributed command parses its own options
+    elif rest:
         extra = argparse.ArgumentParser(add_help=False)
         extra.add_argument("-c", "--config", metavar="DIR")
         extra_args, unknown = extra.parse_known_args(rest)

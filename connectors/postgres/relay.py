@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from .classify import classify, classify_with_prepared, prepared_statement_name
 from .codec import BackendDecoder, FrontendDecoder
 from .lineage import masked_column_uses
 from .frontend import Bind, Close, Describe, Execute, Parse, Query, decode_frontend
-from .replies import error_response
+from .replies import error_response, notice_response
 from .binary import NUMERIC, TEXT_LIKE, number_text
 from .results import ResultSet
 
@@ -41,6 +42,9 @@ log = logging.getLogger("wardgate.postgres")
 #: What a denied statement is replaced with: it cannot parse, so it cannot run, and the target's
 #: syntax error marks the exact place in the reply stream where the denial belongs.
 DENIED_PLACEHOLDER = "WARDGATE_DENIED"
+DENIED_PORTAL = "wardgate_denied_portal"
+#: Client bytes kept while a command is held (a well-behaved client sends nothing meanwhile).
+_MAX_HELD_BYTES = 1 << 20
 _CHUNK = 65536
 
 
@@ -99,7 +103,26 @@ class Pending:
     denial: Decision | None = None
     statement: str = ""
     result_formats: tuple[int, ...] | None = None
-    record: dict[str, Any] = field(default_factory=dict)
+    # The error the target answers the placeholder of a denied request with: a syntax error for
+    # a replaced statement, "no such portal" for a replaced Execute.
+    placeholder_sqlstate: str = "42601"
+
+
+@dataclass
+class _Hold:
+    """A command waiting for a human: what to forward if approved, and what approval binds."""
+
+    kind: str  # "query" | "execute"
+    raw: bytes
+    command: Command
+    decision: Decision
+    text: str
+    params: list[Any]
+    record: dict[str, Any]
+    commands: tuple[Command, ...] = ()
+    execute: Execute | None = None
+    statement: str = ""
+    result_formats: tuple[int, ...] = ()
 
 
 class Relay:
@@ -120,6 +143,7 @@ class Relay:
         self.server_decoder = server_decoder
         self.idle_timeout = idle_timeout
         self._last_client_activity = 0.0
+        self._client_busy: trio.Event | None = None
         self.pending: deque[Pending] = deque()
         # client side
         self.statements: dict[str, Statement] = {}
@@ -173,6 +197,20 @@ class Relay:
                     pass
         return end.reason
 
+    async def _send_client(self, data: bytes) -> None:
+        # Only the reply path writes to the client, except a notice while a command is held.
+        # This costs no scheduler round trip when nobody else is sending (a trio.Lock costs
+        # two), which is every time but during a hold.
+        while self._client_busy is not None:
+            await self._client_busy.wait()
+        done = trio.Event()
+        self._client_busy = done
+        try:
+            await self.client.send_all(data)
+        finally:
+            self._client_busy = None
+            done.set()
+
     async def _idle_watchdog(self) -> _End:
         # One sleeping task per session instead of a cancel scope around every receive.
         while True:
@@ -195,7 +233,16 @@ class Relay:
                 while (framed := decoder.next_raw()) is not None:
                     tag, body, raw = framed
                     verdict = self._from_client(tag, body, raw, out)
-                    if verdict is not None:
+                    if isinstance(verdict, _Hold):
+                        if out:  # what came before the held command goes first
+                            await self.server.send_all(b"".join(out))
+                            out = []
+                        decision = await self._hold(verdict)
+                        if verdict.kind == "query":
+                            self._decided_query(verdict.raw, verdict.commands, decision, verdict.record, out)
+                        else:
+                            self._decided_execute(verdict, decision, out)
+                    elif verdict is not None:
                         if out:
                             await self.server.send_all(b"".join(out))
                         return _End(verdict)
@@ -206,13 +253,18 @@ class Relay:
                     "58030", f"session recording failed; ending the session (fail closed): {exc}"))
             except _SessionExpired:
                 return _End("token expired", ("28000", "the token has expired; reconnect with a fresh token"))
+            except _ClientGone:
+                return _End("client closed while a command waited for approval")
             if out:
                 await self.server.send_all(b"".join(out))
 
-    def _from_client(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> str | None:
-        """Handle one client message; append what to forward. A string result ends the relay."""
+    def _from_client(
+        self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]
+    ) -> str | _Hold | None:
+        """Handle one client message; append what to forward. A string result ends the relay;
+        a _Hold must be decided (by a human) before anything after it is handled."""
         if tag == b"Q":
-            self._query(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+            return self._query(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
         elif tag == b"P":
             self._parse(_parse_message(tag, body, raw), raw, out)
         elif tag == b"B":
@@ -221,7 +273,7 @@ class Relay:
             self.pending.append(Pending("bind", bind.portal))
             out.append(raw)
         elif tag == b"E":
-            self._execute(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
+            return self._execute(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
         elif tag == b"D":
             describe: Describe = decode_frontend(tag, body, raw)  # type: ignore[assignment]
             kind = "describe_s" if describe.kind == "S" else "describe_p"
@@ -277,14 +329,6 @@ class Relay:
         decisions = self._connector_rules(commands)
         decisions.extend(self.session.authorize(c) for c in commands)
         decision = Decision.strictest(decisions)
-        if decision.action is Action.REVIEW:
-            # Until just-in-time approval lands a review cannot wait for a human: refuse, and
-            # say that approval is what it would take.
-            decision = Decision(
-                Action.DENY,
-                decision.rule,
-                f"approval required ({decision.reason}); approvals are not available yet, so it was refused",
-            )
         return commands, decision
 
     def _connector_rules(self, commands: tuple[Command, ...]) -> list[Decision]:
@@ -322,15 +366,22 @@ class Relay:
             elif "discard" in c.kinds:
                 self.sql_prepared.clear()
 
-    def _query(self, query: Query, raw: bytes, out: list[bytes]) -> None:
+    def _query(self, query: Query, raw: bytes, out: list[bytes]) -> _Hold | None:
         commands, decision = self._judge(query.query)
         record = {
             "sql": query.query,
             "protocol": "simple",
-            "decision": decision.to_record(),
             "commands": _command_records(commands),
         }
-        self.session.record("query", record, flush=True)
+        if decision.action is Action.REVIEW:
+            # The whole message is what will run, so the whole message is what is approved.
+            return _Hold("query", raw, commands[0], decision, query.query, [], record, commands)
+        self._decided_query(raw, commands, decision, record, out)
+        return None
+
+    def _decided_query(self, raw: bytes, commands: tuple[Command, ...], decision: Decision,
+                       record: dict[str, Any], out: list[bytes]) -> None:
+        self.session.record("query", {**record, "decision": decision.to_record()}, flush=True)
         if decision.allowed:
             self._remember_prepared(commands)
             self.pending.append(Pending("query"))
@@ -350,7 +401,9 @@ class Relay:
                 "a prepared statement may hold only one statement",
             )
         self.statements[parse.name] = Statement(parse.query, commands, decision, parse.param_types)
-        if decision.allowed:
+        if decision.action is not Action.DENY:
+            # Preparing runs nothing: a statement that needs review is held at Execute, where
+            # its parameters are known and the approval can be bound to them.
             self.pending.append(Pending("parse", parse.name))
             out.append(raw)
             return
@@ -368,31 +421,95 @@ class Relay:
         self.pending.append(Pending("parse", parse.name, denial=decision))
         out.append(Parse(parse.name, DENIED_PLACEHOLDER, parse.param_types).encode())
 
-    def _execute(self, execute: Execute, raw: bytes, out: list[bytes]) -> None:
+    def _execute(self, execute: Execute, raw: bytes, out: list[bytes]) -> _Hold | None:
         if self.session.identity_expired():
             raise _SessionExpired
         statement_name, bind = self.portals.get(execute.portal, ("", None))
         statement = self.statements.get(statement_name)
-        if statement is not None and statement.decision.allowed:
-            self.session.record(
-                "query",
-                {
-                    "sql": statement.sql,
-                    "protocol": "extended",
-                    "statement": statement_name,
-                    "params": _params_for_record(bind, statement.param_types),
-                    "decision": statement.decision.to_record(),
-                    "commands": _command_records(statement.commands),
-                },
-                flush=True,
-            )
+        formats = bind.result_formats if bind is not None else ()
+        if statement is not None and statement.decision.action is not Action.DENY:
+            params = _params_for_record(bind, statement.param_types)
+            record = {
+                "sql": statement.sql,
+                "protocol": "extended",
+                "statement": statement_name,
+                "params": params,
+                "commands": _command_records(statement.commands),
+            }
+            if statement.decision.action is Action.REVIEW:
+                # Held at Execute, where the parameters are known: the approval binds them.
+                return _Hold("execute", raw, statement.commands[0], statement.decision,
+                             statement.sql, params, record, statement.commands, execute,
+                             statement_name, formats)
+            self.session.record("query", {**record, "decision": statement.decision.to_record()},
+                                flush=True)
         # An Execute of a denied or unknown statement is forwarded: the target never prepared
         # it, so it fails there and nothing runs.
-        formats = bind.result_formats if bind is not None else ()
         self.pending.append(
             Pending("execute", execute.portal, statement=statement_name, result_formats=formats)
         )
         out.append(raw)
+        return None
+
+    def _decided_execute(self, hold: _Hold, decision: Decision, out: list[bytes]) -> None:
+        self.session.record("query", {**hold.record, "decision": decision.to_record()}, flush=True)
+        assert hold.execute is not None
+        if decision.allowed:
+            self.pending.append(Pending("execute", hold.execute.portal, statement=hold.statement,
+                                        result_formats=hold.result_formats))
+            out.append(hold.raw)
+            return
+        # Nothing may run: execute a portal that cannot exist instead; the target's "no such
+        # portal" error is where the denial goes, and it skips to Sync as a real error would.
+        self.pending.append(Pending("execute", DENIED_PORTAL, denial=decision,
+                                    placeholder_sqlstate="34000"))
+        out.append(Execute(DENIED_PORTAL).encode())
+
+    async def _hold(self, hold: _Hold) -> Decision:
+        """Wait for the human decision while still noticing a client that goes away."""
+        buffered: list[bytes] = []
+
+        async def notice(review_id: str) -> None:
+            await self._send_client(notice_response(
+                "NOTICE", "00000",
+                f"wardgate: waiting for approval of review {review_id} ({hold.decision.reason})",
+                hint=f"an approver runs: wardgate review approve {review_id}",
+            ))
+
+        try:
+            decision = await self._wait_for_decision(hold, notice, buffered)
+        except BaseExceptionGroup as group:
+            gone, rest = group.split(_ClientGone)
+            if rest is not None:
+                raise rest from None
+            raise _ClientGone from None
+        for chunk in buffered:
+            self.client_decoder.receive_data(chunk)
+        self._last_client_activity = trio.current_time()
+        return decision
+
+    async def _wait_for_decision(
+        self, hold: _Hold, notice: Callable[[str], Awaitable[None]], buffered: list[bytes]
+    ) -> Decision:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_client() -> None:
+                # Nothing else reads the client while we wait; a close must cancel the review.
+                total = 0
+                while total < _MAX_HELD_BYTES:
+                    data = await self.client.receive_some(_CHUNK)
+                    if not data:
+                        raise _ClientGone
+                    buffered.append(data)
+                    total += len(data)
+                await trio.sleep_forever()
+
+            nursery.start_soon(watch_client)
+            decision = await self.session.request_approval(
+                hold.command, hold.decision, text=hold.text, params=hold.params, on_waiting=notice
+            )
+            nursery.cancel_scope.cancel()
+        return decision
 
     # -- server -> client -------------------------------------------------------------------
     async def _server_to_client(self) -> _End:
@@ -416,7 +533,7 @@ class Relay:
                 return _End("binary copy refused", (
                     "42501", "binary COPY output cannot be masked; the session was ended (fail closed)"))
             if out:
-                await self.client.send_all(b"".join(out))
+                await self._send_client(b"".join(out))
 
     def _head(self) -> Pending | None:
         return self.pending[0] if self.pending else None
@@ -516,7 +633,7 @@ class Relay:
         error: ErrorResponse = decode_backend(b"E", body, raw)  # type: ignore[assignment]
         self.result = None
         head = self._head()
-        if head is not None and head.denial is not None and error.sqlstate == "42601":
+        if head is not None and head.denial is not None and error.sqlstate == head.placeholder_sqlstate:
             denial = head.denial
             head.denial = None
             message = f'permission denied by wardgate rule "{denial.rule}": {denial.reason}'
@@ -580,6 +697,10 @@ class _End:
     reason: str
     fatal: tuple[str, str] | None = None  # (SQLSTATE, message) of a FATAL to send last
     to_client: bytes = b""  # replies already processed that the client must still get
+
+
+class _ClientGone(Exception):
+    pass
 
 
 class _SessionExpired(Exception):
