@@ -17,7 +17,8 @@ from pathlib import Path
 import trio
 
 from gateway.config import load_config
-from gateway.runtime import build_gateway
+from gateway.model import Identity
+from gateway.runtime import Gateway, build_gateway
 from gateway.server import ServerState, serve
 
 from .localserver import LocalServer
@@ -27,7 +28,7 @@ AGENT_STEPS = [
      "SELECT id, name, email, card_number FROM customers ORDER BY id;"),
     ("The agent tries to drop the table: denied by rule",
      "DROP TABLE customers;"),
-    ("The agent deletes a row: a destructive change that needs a human's approval",
+    ("The agent deletes a row: held until a human approves it, then it runs",
      "DELETE FROM customers WHERE id = 3;"),
 ]
 
@@ -88,6 +89,10 @@ def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
         [policy]
         default = "deny"
 
+        [approvals]
+        approver_groups = ["dba"]
+        timeout = 60
+
         [masking]
         detectors = ["credit_card", "us_ssn", "email", "iban", "secrets"]
         columns = ["*password*", "*ssn*"]
@@ -111,10 +116,25 @@ async def _agent_session(port: int, token: str) -> str:
     return result.stdout.decode(errors="replace")
 
 
+async def _approver(gateway: Gateway) -> None:
+    """Plays the human: approves the held DELETE (an operator would run
+    `wardgate review approve ID`, or answer the webhook)."""
+    service = gateway.approvals
+    if service is None:
+        return
+    approver = Identity("demo-approver", frozenset({"dba"}), expires_at=4e9, issuer="demo")
+    with service.subscribe() as events:
+        async for event in events:
+            if event.kind == "review_requested":
+                await trio.sleep(1)  # long enough to see the agent wait
+                print(f"[approver] demo-approver approves review {event.item.id}", flush=True)
+                await service.approve(event.item.id, approver, "row 3 is a test customer")
+
+
 def run_demo(workdir: Path) -> int:
     workdir = workdir.resolve()
-    print(f"wardgate demo: starting a throwaway PostgreSQL in {workdir / 'postgres'} ...", flush=True)
-    server = LocalServer(workdir / "postgres")
+    server = LocalServer()
+    print(f"wardgate demo: starting a throwaway PostgreSQL in {server.root} ...", flush=True)
     server.start()
     try:
         port = _free_port()
@@ -135,10 +155,12 @@ def run_demo(workdir: Path) -> int:
         async def main() -> str:
             async with trio.open_nursery() as nursery:
                 state: ServerState = await nursery.start(serve, gateway)
+                nursery.start_soon(_approver, gateway)
                 try:
                     return await _agent_session(port, token)
                 finally:
                     state.shutdown()
+                    nursery.cancel_scope.cancel()
 
         print(trio.run(main), flush=True)
     finally:

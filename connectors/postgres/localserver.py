@@ -7,6 +7,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,10 +61,12 @@ class LocalServer:
     """initdb + postgres in ``root``; runs as the ``postgres`` OS user when started as root,
     because PostgreSQL refuses to run as root."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None) -> None:
+        # A throwaway server lives in the system temp dir: the postgres OS user must be able to
+        # reach it, which a directory under /root (0700) would not allow.
+        self.root = root if root is not None else Path(tempfile.mkdtemp(prefix="wardgate-demo-pg-"))
         self.bindir = find_bindir()
-        self.datadir = root / "data"
+        self.datadir = self.root / "data"
         self.port = _free_port()
         self.password = secrets.token_urlsafe(18)
         self._as_root = os.geteuid() == 0
@@ -79,7 +82,8 @@ class LocalServer:
     def start(self) -> None:
         if self.root.exists():
             shutil.rmtree(self.root)
-        self.root.mkdir(parents=True, mode=0o755)
+        self.root.mkdir(parents=True)
+        self.root.chmod(0o755)
         if self._as_root:
             shutil.chown(self.root, "postgres", "postgres")
             # The postgres user must be able to reach root's working directory.
@@ -103,9 +107,4 @@ class LocalServer:
     def stop(self) -> None:
         subprocess.run(self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "stop"),
                        capture_output=True, timeout=60)
-
-    def wait_stopped(self) -> None:
-        for _ in range(100):
-            if not (self.datadir / "postmaster.pid").exists():
-                return
-            time.sleep(0.05)
+        shutil.rmtree(self.root, ignore_errors=True)
