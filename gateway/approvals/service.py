@@ -250,6 +250,13 @@ class ApprovalService:
                     "([approvals] max_pending_per_identity); wait for a decision"
                 )
             settings = self.approvers.for_rule(rule)
+            if not settings.approver_groups:
+                # Nobody could ever approve it: say so now instead of holding the agent until
+                # the timeout.
+                raise ApprovalRefused(
+                    f"approval required by rule {rule!r}, but no approvers are configured "
+                    "([approvals] approver_groups, or approver_groups on the rule)"
+                )
             now = self._clock()
             timeout = self.settings.timeout
             review = Review(

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from gateway.approvals import (
+    ApprovalRefused,
     ApprovalService,
     Conflict,
     NotApproverRefused,
@@ -340,14 +341,18 @@ async def test_two_approvals_needed_from_distinct_approvers(tmp_path: Path) -> N
     assert holder.result.approvers() == ["bob", "carol"]
 
 
-async def test_nobody_can_approve_without_approver_groups(tmp_path: Path) -> None:
+async def test_a_review_nobody_could_approve_is_refused_at_once(tmp_path: Path) -> None:
+    """Without approver groups no one could ever approve: refuse now instead of holding the
+    agent until the timeout."""
     service = ApprovalService(SQLiteApprovalStore.in_data_dir(tmp_path), ApprovalsConfig())
-    holder = Holder(service, rule="policy.default")
-    async with trio.open_nursery() as nursery:
-        review_id = await holder.start(nursery)
-        with pytest.raises(NotFound):  # with no approver groups nobody is an approver at all
-            await service.approve(review_id, BOB)
-        nursery.cancel_scope.cancel()
+    created: list[object] = []
+
+    async def on_created(review: object) -> None:
+        created.append(review)
+
+    with pytest.raises(ApprovalRefused, match="no approvers are configured"):
+        await service.hold(**Holder(service, rule="policy.default").kwargs, on_created=on_created)
+    assert created == []
 
 
 async def test_unknown_review_and_bad_reason(tmp_path: Path) -> None:
