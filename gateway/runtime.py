@@ -141,7 +141,7 @@ class Gateway:
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseException as exc:
-            reason = f"error: {type(exc).__name__}"
+            reason = _end_reason(exc)
             raise
         finally:
             self._sessions_by_subject[identity.subject] -= 1
@@ -172,6 +172,22 @@ class Gateway:
                 # stop trying here so one broken disk does not log every second.
                 log.error("recording %s could not be flushed", writer.path)
                 return
+
+
+def _end_reason(exc: BaseException) -> str:
+    """What the recording's end record says when a session did not end by itself."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    if leaves and all(isinstance(e, trio.Cancelled) for e in leaves):
+        return "cancelled: the gateway was shutting down"
+    first = next((e for e in leaves if not isinstance(e, trio.Cancelled)), exc)
+    return f"error: {type(first).__name__}: {first}"[:500]
 
 
 def build_gateway(config: Config, *, plugins: PluginHost | None = None) -> Gateway:

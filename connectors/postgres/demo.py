@@ -155,12 +155,18 @@ def run_demo(workdir: Path) -> int:
         async def main() -> str:
             async with trio.open_nursery() as nursery:
                 state: ServerState = await nursery.start(serve, gateway)
-                nursery.start_soon(_approver, gateway)
+                approver = trio.CancelScope()
+
+                async def approve() -> None:
+                    with approver:
+                        await _approver(gateway)
+
+                nursery.start_soon(approve)
                 try:
                     return await _agent_session(port, token)
                 finally:
-                    state.shutdown()
-                    nursery.cancel_scope.cancel()
+                    approver.cancel()
+                    state.shutdown()  # graceful: the agent's session ends and is sealed
 
         print(trio.run(main), flush=True)
     finally:
