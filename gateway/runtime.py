@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class Gateway:
             "peer": peer,
             "client": client or {},
             "started": started,
-            "started_iso": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+            "started_iso": datetime.fromtimestamp(started, UTC).isoformat(),
             "gateway_version": gateway.__version__,
             "result_row_cap": self.config.recording.result_row_cap,
         }
@@ -251,4 +251,4 @@ def build_gateway(config: Config, *, plugins: PluginHost | None = None) -> Gatew
     return gw
 
 
-__all__ = ["Gateway", "build_gateway", "SessionLimitError", "GatewayError"]
+__all__ = ["Gateway", "GatewayError", "SessionLimitError", "build_gateway"]

@@ -183,7 +183,7 @@ class PostgresConnector:
         if first[0] == _TLS_RECORD_HANDSHAKE:
             if listener.tls == "disabled":
                 raise ClientRefused("08P01", "this listener does not offer TLS")
-            await self._start_tls(client, ctx, prefix=first, direct=True)
+            await self._start_tls(client, ctx, prefix=bytes(first), direct=True)
         else:
             client.decoder.receive_data(first)
         while True:

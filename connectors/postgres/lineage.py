@@ -72,7 +72,8 @@ def _uses(sql: str, is_masked: Callable[[str], bool]) -> tuple[str, ...]:
         return ()
     try:
         tree = json.loads(pglast.parser.parse_sql_json(sql))
-    except Exception:  # unparseable or too deep: the classifier already made it "unknown"
+    except (pglast.parser.ParseError, ValueError, RecursionError):
+        # unparseable or too deep: the classifier already made it "unknown"
         return ()
     found: list[str] = []
     for raw in tree.get("stmts", []):

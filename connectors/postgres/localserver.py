@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from gateway.errors import GatewayError
@@ -75,7 +74,8 @@ class LocalServer:
         return ["runuser", "-u", "postgres", "--", *argv] if self._as_root else list(argv)
 
     def _run(self, *argv: str, stdin: str | None = None) -> None:
-        result = subprocess.run(self._cmd(*argv), input=stdin, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(self._cmd(*argv), input=stdin, capture_output=True, text=True,
+                                timeout=120, check=False)
         if result.returncode != 0:
             raise GatewayError(f"{' '.join(argv[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
 
@@ -106,5 +106,5 @@ class LocalServer:
 
     def stop(self) -> None:
         subprocess.run(self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "stop"),
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.root, ignore_errors=True)

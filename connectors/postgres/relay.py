@@ -19,22 +19,22 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from gateway.errors import ProtocolError, RecordingError
-from gateway.model import Action, Category, Command, Decision
+from gateway.model import Action, Command, Decision
 from gateway.session import Session
 
 from .backend import ErrorResponse, FieldDescription, NoticeResponse, RowDescription, decode_backend
+from .binary import NUMERIC, TEXT_LIKE, number_text
 from .classify import classify, classify_with_prepared, prepared_statement_name
 from .codec import BackendDecoder, FrontendDecoder
-from .lineage import masked_column_uses
 from .frontend import Bind, Close, Describe, Execute, Parse, Query, decode_frontend
+from .lineage import masked_column_uses
 from .replies import error_response, notice_response
-from .binary import NUMERIC, TEXT_LIKE, number_text
 from .results import ResultSet
 
 log = logging.getLogger("wardgate.postgres")
@@ -479,7 +479,7 @@ class Relay:
         try:
             decision = await self._wait_for_decision(hold, notice, buffered)
         except BaseExceptionGroup as group:
-            gone, rest = group.split(_ClientGone)
+            _, rest = group.split(_ClientGone)
             if rest is not None:
                 raise rest from None
             raise _ClientGone from None
@@ -500,7 +500,7 @@ class Relay:
                     data = await self.client.receive_some(_CHUNK)
                     if not data:
                         raise _ClientGone
-                    buffered.append(data)
+                    buffered.append(bytes(data))
                     total += len(data)
                 await trio.sleep_forever()
 
@@ -655,8 +655,9 @@ class Relay:
     def _masked_fields(
         self, body: bytes, raw: bytes, message: ErrorResponse | NoticeResponse | None = None
     ) -> bytes:
-        msg = message or decode_backend(raw[:1], body, raw)
-        fields = msg.fields  # type: ignore[union-attr]
+        msg = message if message is not None else decode_backend(raw[:1], body, raw)
+        assert isinstance(msg, (ErrorResponse, NoticeResponse))
+        fields = msg.fields
         changed = {}
         for key in ("M", "D", "H", "W", "q"):
             value = fields.get(key)
@@ -666,7 +667,7 @@ class Relay:
                     changed[key] = masked
         if not changed:
             return raw
-        return type(msg)({**fields, **changed}).encode()  # type: ignore[call-arg]
+        return type(msg)({**fields, **changed}).encode()
 
     def _copy_line(self, body: bytes, raw: bytes) -> bytes:
         try:

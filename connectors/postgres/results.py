@@ -45,18 +45,18 @@ class ResultSet:
     """One result: a RowDescription (or what a Bind/Describe told us), then rows, then a tag."""
 
     __slots__ = (
-        "masker",
-        "row_masker",
-        "names",
-        "types",
-        "binary",
-        "any_binary",
-        "cap",
-        "rows",
-        "row_count",
-        "masked_rows",
-        "nulled_values",
         "_needs_scan",
+        "any_binary",
+        "binary",
+        "cap",
+        "masked_rows",
+        "masker",
+        "names",
+        "nulled_values",
+        "row_count",
+        "row_masker",
+        "rows",
+        "types",
     )
 
     def __init__(

@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import scramp
+import scramp  # type: ignore[import-untyped]
 import trio
 
 from gateway.errors import ProtocolError
