@@ -518,6 +518,8 @@ class Relay:
             data = await self.server.receive_some(_CHUNK)
             if not data:
                 return _End("target closed")
+            # A long query streaming results is not an idle session.
+            self._last_client_activity = trio.current_time()
             out: list[bytes] = []
             try:
                 decoder.receive_data(data)
