@@ -215,6 +215,10 @@ class Relay:
         # One sleeping task per session instead of a cancel scope around every receive.
         while True:
             deadline = self._last_client_activity + self.idle_timeout
+            if trio.current_time() >= deadline and self.pending:
+                # Waiting on the target (a long query) is not idleness.
+                self._last_client_activity = trio.current_time()
+                continue
             if trio.current_time() >= deadline:
                 return _End("idle timeout", ("57P05", "terminating connection due to idle timeout (wardgate)"))
             await trio.sleep_until(deadline)
