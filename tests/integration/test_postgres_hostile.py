@@ -483,3 +483,20 @@ def test_a_slow_client_is_dropped_at_the_handshake_deadline(pg_cluster: PgCluste
             assert slow.recv(1024) == b""  # closed by the gateway, not by our timeout
     finally:
         gw.stop()
+
+
+def test_an_idle_session_is_closed_with_a_native_error_but_a_long_query_is_not(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    gw = start_gateway(tmp_path_factory.mktemp("idle"), pg_cluster, extra_toml="[limits]\nidle_timeout = 1\n")
+    try:
+        token = gw.token("bench", groups="bench")
+        with psycopg.connect(gw.dsn(token=token, user="bench"), autocommit=True) as busy:
+            assert busy.execute("select pg_sleep(2.5), 1").fetchone() == ("", 1)
+        conn = login(gw.port, gw.token())
+        try:
+            replies = conn.read_until_ready()  # nothing sent: the gateway speaks first, then closes
+        finally:
+            conn.close()
+        errors = errors_of(replies)
+        assert errors and errors[0].sqlstate == "57P05" and errors[0].severity == "FATAL"
+    finally:
+        gw.stop()
