@@ -80,3 +80,23 @@ def test_recordings_list_shows_sessions(gateway: GatewayProcess) -> None:
     listed = [json.loads(line) for line in gateway.wardgate("recordings", "list", "--json").stdout.splitlines()]
     assert listed and all(entry["integrity"] in ("verified", "truncated") for entry in listed)
     assert any(entry["sub"] == "alice" and entry["target"] == "pg-app" for entry in listed)
+
+
+def test_sigterm_stops_accepting_lets_sessions_end_and_seals_their_recordings(pg_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.support.gateway import start_gateway
+
+    gw = start_gateway(tmp_path_factory.mktemp("sigterm"), pg_cluster)
+    conn = psycopg.connect(gw.dsn(), autocommit=True)
+    try:
+        conn.execute("select 1 /* before-sigterm */").fetchall()
+        gw.process.terminate()  # SIGTERM: graceful; the open session gets shutdown_grace (2 s)
+        assert gw.process.wait(timeout=30) == 0
+    finally:
+        conn.close()
+    assert "SIGTERM: shutting down" in gw.log()
+    [path] = gw.recordings()
+    verify = gw.wardgate("recordings", "verify", str(path), check=False)
+    assert verify.returncode == 0, verify.stderr
+    end = [json.loads(line) for line in gw.wardgate("recordings", "show", str(path), "--json").stdout.splitlines()
+           if json.loads(line)["kind"] == "end"]
+    assert end and end[0]["reason"].startswith("cancelled")
