@@ -157,10 +157,14 @@ def cmd_recordings_show(args: argparse.Namespace) -> int:
         payload = _jsonable(r.payload)
         body = payload if isinstance(payload, dict) else {"data": payload}
         lines.append({"t": round(r.t, 6), "kind": r.kind, **body})
+    integrity = {"status": rec.integrity.status, "message": rec.integrity.message}
     if rec.end is not None:
-        lines.append({"kind": "end", **_jsonable(rec.end)})
-    lines.append({"kind": "integrity", "status": rec.integrity.status,
-                  "message": rec.integrity.message, "truncated": rec.truncated})
+        lines.append({"kind": "end", **_jsonable(rec.end), "truncated": rec.truncated,
+                      "integrity": integrity})
+    else:
+        # A crashed or cut recording has no end record: the last line still says how it ends,
+        # marked as not recorded.
+        lines.append({"kind": "end", "recorded": False, "truncated": True, "integrity": integrity})
     if args.json:
         for line in lines:
             print(json.dumps(line, ensure_ascii=True))

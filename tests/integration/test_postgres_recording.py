@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -13,11 +14,16 @@ from tests.support.gateway import GatewayProcess
 
 
 def _session_recording(gateway: GatewayProcess, marker: str) -> Path:
-    for path in reversed(gateway.recordings()):
-        shown = gateway.wardgate("recordings", "show", str(path), "--json").stdout
-        if marker in shown:
-            return path
-    raise AssertionError(f"no recording mentions {marker!r}")
+    """The recording that mentions ``marker``, once the gateway has sealed it (the client may
+    see its last reply a moment before the gateway notices the disconnect)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for path in reversed(gateway.recordings()):
+            shown = gateway.wardgate("recordings", "show", str(path), "--json").stdout
+            if marker in shown and '"integrity": {"status": "verified"' in shown:
+                return path
+        time.sleep(0.2)
+    raise AssertionError(f"no sealed recording mentions {marker!r}")
 
 
 def test_a_session_is_recorded_with_decisions_masked_results_and_a_valid_signature(gateway: GatewayProcess) -> None:
@@ -49,9 +55,9 @@ def test_a_session_is_recorded_with_decisions_masked_results_and_a_valid_signatu
     assert result["row_count"] == 1
     assert result["rows"][0][0] == "1"
     assert "4111111111111111" not in json.dumps(result) and result["rows"][0][1].endswith("1111")
-    assert all("t" in line for line in lines[1:] if line["kind"] not in ("end", "integrity"))
+    assert all("t" in line for line in lines[1:-1])
 
-    assert any(line["kind"] == "end" for line in lines)
+    assert lines[-1]["kind"] == "end" and lines[-1]["integrity"]["status"] == "verified"
     verify = gateway.wardgate("recordings", "verify", str(path), check=False)
     assert verify.returncode == 0, verify.stderr
 
