@@ -9,7 +9,6 @@ recording is and how to replay it.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -21,7 +20,7 @@ from gateway.model import Identity
 from gateway.runtime import Gateway, build_gateway
 from gateway.server import ServerState, serve
 
-from .localserver import LocalServer
+from .localserver import LocalServer, free_port
 
 AGENT_STEPS = [
     ("The agent reads customers: allowed, cards and e-mails come back masked",
@@ -31,12 +30,6 @@ AGENT_STEPS = [
     ("The agent deletes a row: held until a human approves it, then it runs",
      "DELETE FROM customers WHERE id = 3;"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
@@ -137,7 +130,7 @@ def run_demo(workdir: Path) -> int:
     print(f"wardgate demo: starting a throwaway PostgreSQL in {server.root} ...", flush=True)
     server.start()
     try:
-        port = _free_port()
+        port = free_port()
         conf = write_config(workdir, server, port)
         config = load_config(conf)
         gateway = build_gateway(config)

@@ -50,7 +50,7 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -66,7 +66,7 @@ class LocalServer:
         self.root = root if root is not None else Path(tempfile.mkdtemp(prefix="wardgate-demo-pg-"))
         self.bindir = find_bindir()
         self.datadir = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(18)
         self._as_root = os.geteuid() == 0
 
