@@ -201,13 +201,13 @@ def test_a_time_boxed_grant_allows_writes_until_it_expires(approvals_gateway: Ga
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(update)
     requested = cli(gw, agent, "access", "request", "--target", "pg-app", "--grant", "write",
-                    "--for", "3s", "--reason", "fix a name", "--json")
+                    "--for", "8s", "--reason", "fix a name", "--json")
     assert requested.returncode == 0, requested.stderr
     grant_id = json.loads(requested.stdout.splitlines()[0])["id"]
     assert cli(gw, approver, "access", "approve", grant_id).returncode == 0
     with psycopg.connect(gw.dsn(token=agent, user="dave"), autocommit=True) as conn:
         assert conn.execute(update).rowcount == 1
-        time.sleep(3.5)
+        time.sleep(8.5)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(update)
     pg_cluster.sql(f"delete from customers where id = {row}")
