@@ -17,23 +17,16 @@ import pytest
 import trio
 
 from gateway.config import load_config
-from gateway.model import Action, Category, Command, Decision, Identity, Target
+from gateway.model import Action, Decision
 from gateway.plugins import PluginHost
 from gateway.runtime import Gateway, build_gateway
 from gateway.server import ServerState, serve
+from tests.support.approvals import ALICE, DELETE, hold_delete
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = Target("pg-prod", "postgres", "127.0.0.1", 5432)
-ALICE = Identity("alice", frozenset({"ai-agents"}), expires_at=4e9, issuer="test")
-DELETE = Command(
-    "postgres",
-    "DELETE FROM orders WHERE id = $1",
-    frozenset({"delete"}),
-    frozenset({Category.WRITE}),
-)
 
 
 def write_conf(root: Path, admin_port: int) -> Path:
@@ -112,26 +105,7 @@ async def in_process_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Pat
 
 
 async def hold(gw: Gateway, nursery: trio.Nursery, results: list[Decision]) -> str:
-    told = trio.Event()
-    ids: list[str] = []
-
-    async def session() -> None:
-        async with gw.session(identity=ALICE, target=TARGET, protocol="postgres", peer="t") as s:
-            decision = s.authorize(DELETE)
-
-            async def waiting(review_id: str) -> None:
-                ids.append(review_id)
-                told.set()
-
-            results.append(
-                await s.request_approval(
-                    DELETE, decision, text=DELETE.text, params=["42"], on_waiting=waiting
-                )
-            )
-
-    nursery.start_soon(session)
-    await told.wait()
-    return ids[0]
+    return await hold_delete(gw, nursery, ALICE, ["42"], results)
 
 
 def lines(out: bytes) -> list[dict[str, object]]:

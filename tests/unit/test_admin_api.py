@@ -15,18 +15,11 @@ import trio.testing
 
 from gateway.admin.client import AdminAPIError, AdminClient
 from gateway.config import load_config
-from gateway.model import Action, Category, Command, Decision, Identity, Target
+from gateway.model import Action, Decision, Identity
 from gateway.plugins import PluginHost
 from gateway.runtime import Gateway, build_gateway
 from gateway.server import ServerState, serve
-
-TARGET = Target("pg-prod", "postgres", "127.0.0.1", 5432)
-DELETE = Command(
-    "postgres",
-    "DELETE FROM orders WHERE id = $1",
-    frozenset({"delete"}),
-    frozenset({Category.WRITE}),
-)
+from tests.support.approvals import DELETE, TARGET, hold_delete
 
 CONF = """
 [gateway]
@@ -96,36 +89,6 @@ class Client:
         with pytest.raises(AdminAPIError) as info:
             await self(method, path, payload)
         return info.value
-
-
-async def hold_delete(
-    gw: Gateway,
-    nursery: trio.Nursery,
-    identity: Identity,
-    params: list[str],
-    results: list[Decision],
-) -> str:
-    """A session (as a connector would run it) holding a DELETE; returns the review id."""
-    told = trio.Event()
-    ids: list[str] = []
-
-    async def session() -> None:
-        async with gw.session(identity=identity, target=TARGET, protocol="postgres", peer="t") as s:
-            decision = s.authorize(DELETE)
-
-            async def waiting(review_id: str) -> None:
-                ids.append(review_id)
-                told.set()
-
-            results.append(
-                await s.request_approval(
-                    DELETE, decision, text=DELETE.text, params=params, on_waiting=waiting
-                )
-            )
-
-    nursery.start_soon(session)
-    await told.wait()
-    return ids[0]
 
 
 ALICE = Identity("alice", frozenset({"ai-agents"}), expires_at=4e9, issuer="test")
