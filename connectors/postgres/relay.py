@@ -677,24 +677,16 @@ class Relay:
 
     def _copy_line(self, body: bytes, raw: bytes) -> bytes:
         try:
-            text = str(body, "utf-8")
+            text: str | None = str(body, "utf-8")
         except UnicodeDecodeError:
-            masked_bytes = b"****\n"
-        else:
-            masked = self.session.masker.mask_text(text)
-            if masked is text:
-                if self.result is not None:
-                    self.result.row_count += 1
-                    if len(self.result.rows) < self.result.cap:
-                        self.result.rows.append([text.rstrip("\n")])
-                return raw
-            masked_bytes = masked.encode("utf-8")
+            text = None  # cannot be scanned: hidden whole (fail closed)
+        masked = "****\n" if text is None else self.session.masker.mask_text(text)
         if self.result is not None:
-            self.result.row_count += 1
-            self.result.masked_rows += 1
-            if len(self.result.rows) < self.result.cap:
-                self.result.rows.append([masked_bytes.decode("utf-8", "replace").rstrip("\n")])
-        return b"d" + (len(masked_bytes) + 4).to_bytes(4, "big") + masked_bytes
+            self.result.add_copy_line(masked, masked=masked is not text)
+        if masked is text:
+            return raw
+        data = masked.encode("utf-8")
+        return b"d" + (len(data) + 4).to_bytes(4, "big") + data
 
 
 @dataclass

@@ -173,6 +173,14 @@ class ResultSet:
             return True
         return self.masker.mask_text(text) is not text
 
+    def add_copy_line(self, line: str, *, masked: bool) -> None:
+        """Account for one COPY ... TO STDOUT line (already masked) sent to the client."""
+        self.row_count += 1
+        if masked:
+            self.masked_rows += 1
+        if len(self.rows) < self.cap:
+            self.rows.append([line.rstrip("\n")])
+
     def summary(self, tag: str | None) -> dict[str, Any]:
         return {
             "columns": self.columns,
