@@ -72,17 +72,22 @@ class Rule:
     ) -> bool:
         if self.grant is not None and self.grant not in grants:
             return False
-        if self.groups is not None and self.groups.isdisjoint(groups):
-            return False
-        if self.protocols is not None and protocol not in self.protocols:
-            return False
-        if self.targets is not None and not any(
-            fnmatchcase(target_name, pattern) for pattern in self.targets
-        ):
+        if not self.admits(groups, target_name, protocol):
             return False
         if self.commands is not None:
             return not self.commands.isdisjoint(words)
         return True
+
+    def admits(self, groups: frozenset[str], target_name: str, protocol: str) -> bool:
+        """The caller/target filters alone (groups, protocols, targets): whether this rule can
+        apply to anything this caller sends to this target."""
+        if self.groups is not None and self.groups.isdisjoint(groups):
+            return False
+        if self.protocols is not None and protocol not in self.protocols:
+            return False
+        return self.targets is None or any(
+            fnmatchcase(target_name, pattern) for pattern in self.targets
+        )
 
     def explain(self) -> str:
         """The reason shown when this rule decides: the operator's text, or a generated one."""
@@ -130,6 +135,19 @@ class PolicyEngine:
 
     def rule(self, name: str) -> Rule | None:
         return self._by_name.get(name)
+
+    def may_reach(self, identity: Identity, target_name: str, protocol: str) -> bool:
+        """Could anything this caller sends to this target be allowed (or reviewed)?
+
+        Grants are not required here: a grant approved later applies to the open session.
+        Connectors use it to refuse a connection no rule could ever serve.
+        """
+        if self._default is not Action.DENY:
+            return True
+        return any(
+            rule.action is not Action.DENY and rule.admits(identity.groups, target_name, protocol)
+            for rule in self._rules
+        )
 
     def decide(
         self,

@@ -8,7 +8,6 @@ it, dials the target with the gateway's credentials, and relays.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import secrets
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import trio
 
 from gateway.connector import ConnectionContext
 from gateway.errors import AuthenticationError, ProtocolError, RecordingError
-from gateway.model import Action, Identity, Target
+from gateway.model import Identity, Target
 from gateway.runtime import Gateway, SessionLimitError
 from gateway.tls import TLSError, TLSStream
 
@@ -253,7 +252,7 @@ class PostgresConnector:
             raise ClientRefused(
                 "3D000", f'target "{name}" does not exist (dbname names a wardgate target)'
             )
-        if not _may_reach(gw, identity, target):
+        if not gw.policy.may_reach(identity, target.name, target.protocol):
             raise ClientRefused(
                 "42501", f'no wardgate rule gives "{identity.subject}" access to target "{name}"'
             )
@@ -287,25 +286,6 @@ def _check_reading_settings(target: Target, parameters: dict[str, str]) -> None:
             f"target {target.name!r} has standard_conforming_strings off; wardgate parses "
             "statements as standard-conforming and refuses a target that reads them otherwise"
         )
-
-
-def _may_reach(gw: Gateway, identity: Identity, target: Target) -> bool:
-    """Could any rule allow (or review) something for this identity on this target?"""
-    if gw.policy.default is not Action.DENY:
-        return True
-    for rule in gw.policy.rules:
-        if rule.action is Action.DENY:
-            continue
-        if rule.groups is not None and not (rule.groups & identity.groups):
-            continue
-        if rule.targets is not None and not any(
-            fnmatch.fnmatchcase(target.name, g) for g in rule.targets
-        ):
-            continue
-        if rule.protocols is not None and target.protocol not in rule.protocols:
-            continue
-        return True
-    return False
 
 
 async def _send_fatal(stream: trio.abc.Stream, sqlstate: str, message: str) -> None:

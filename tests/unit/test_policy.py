@@ -196,3 +196,32 @@ def test_cache_stays_bounded_and_correct_past_its_limit() -> None:
         assert engine.decide(who(), f"t{i}", SELECT).action is DENY
     assert len(engine._cache) <= 4096
     assert engine.decide(who(), "keep", SELECT).action is ALLOW
+
+
+@pytest.mark.parametrize(
+    ("groups", "target", "protocol", "default", "expected"),
+    [
+        ({"ai-agents"}, "pg-prod", "postgres", Action.DENY, True),    # allowing rule admits
+        ({"ai-agents"}, "db-other", "postgres", Action.DENY, False),  # target glob excludes
+        ({"visitors"}, "pg-prod", "postgres", Action.DENY, False),    # no group of any rule
+        ({"ai-agents"}, "pg-prod", "mysql", Action.DENY, False),      # protocol filter
+        ({"auditors"}, "pg-prod", "postgres", Action.DENY, True),     # a review rule counts
+        ({"blocked"}, "pg-prod", "postgres", Action.DENY, False),     # only a deny rule matches
+        ({"writers"}, "pg-prod", "postgres", Action.DENY, True),      # grant rule: grant can come later
+        ({"visitors"}, "pg-prod", "postgres", Action.ALLOW, True),    # open default
+    ],
+)
+def test_may_reach_uses_the_rules_caller_and_target_filters(
+    groups: set[str], target: str, protocol: str, default: Action, expected: bool
+) -> None:
+    engine = PolicyEngine(
+        [
+            Rule("agents", Action.ALLOW, groups=frozenset({"ai-agents"}), targets=("pg-*",),
+                 protocols=frozenset({"postgres"})),
+            Rule("audit", Action.REVIEW, groups=frozenset({"auditors"})),
+            Rule("nope", Action.DENY, groups=frozenset({"blocked"})),
+            Rule("granted", Action.ALLOW, groups=frozenset({"writers"}), grant="write"),
+        ],
+        default,
+    )
+    assert engine.may_reach(who(*groups), target, protocol) is expected
