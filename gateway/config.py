@@ -57,7 +57,7 @@ _TARGET_KEYS = (
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
 _RULE_KEYS = (
     "name", "groups", "targets", "sql", "commands", "protocols", "action", "reason",
-    "grant", "min_approvals", "approver_groups",
+    "grant", "min_approvals", "approver_groups", "flags",
 )  # fmt: skip
 _POLICY_KEYS = ("default",)
 _MASKING_KEYS = ("detectors", "columns")
@@ -495,6 +495,7 @@ def _rules(entries: list[tuple[str, dict[str, Any]]]) -> tuple[Rule, ...]:
         commands = table.string_list("sql" if "sql" in data else "commands")
         groups = table.string_list("groups")
         protocols = table.string_list("protocols")
+        flags = table.string_list("flags")
         action = Action(table.choice("action", [str(a) for a in Action]))
         grant = table.optional_string("grant")
         if grant is not None and not _NAME.fullmatch(grant):
@@ -524,6 +525,7 @@ def _rules(entries: list[tuple[str, dict[str, Any]]]) -> tuple[Rule, ...]:
                 approver_groups=(
                     frozenset(approver_groups) if approver_groups is not None else None
                 ),
+                flags=frozenset(f.lower() for f in flags) if flags is not None else None,
             )
         )
     return tuple(rules)

@@ -68,7 +68,28 @@ class Category(enum.StrEnum):
     ADMIN = "admin"
     TRANSACTION = "transaction"
     SESSION = "session"
+    #: Changes of the role or session authorization the target runs statements as. No broad rule
+    #: admits it by accident: an allow rule must name ``role`` (or the kind) to admit it.
+    ROLE = "role"
     UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Aspect:
+    """One thing a command is or does, and the category it puts the command in.
+
+    ``name`` is a kind (``select``, ``set_role``) or what else caused the category
+    (``function:pg_sleep``); ``what`` is how a person reads it in a denial
+    (``"pg_sleep" is a function with side effects``). A command is allowed only when every one of
+    its aspects is allowed: see :mod:`gateway.policy`.
+    """
+
+    name: str
+    category: Category
+    what: str = ""
+
+    def describe(self) -> str:
+        return f"{self.what or self.name} (category {self.category})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +108,14 @@ class Command:
     objects: frozenset[str] = frozenset()
     flags: frozenset[str] = frozenset()  # no_where, multi_statement, side_effect_function, ...
     params: tuple[Any, ...] = ()
+    #: What put the command in each category. Empty: every kind in every category (for
+    #: connectors whose kinds map to one category each).
+    aspects: frozenset[Aspect] = frozenset()
+
+    def all_aspects(self) -> frozenset[Aspect]:
+        if self.aspects:
+            return self.aspects
+        return frozenset(Aspect(k, c) for k in self.kinds for c in self.categories)
 
     def to_record(self) -> dict[str, Any]:
         return {

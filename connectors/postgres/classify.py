@@ -47,7 +47,7 @@ import pglast.ast
 from pglast import parser as pg_parser
 
 from connectors.postgres import functions
-from gateway.model import Category, Command
+from gateway.model import Aspect, Category, Command
 
 PROTOCOL = "postgres"
 MAX_SQL_CHARS = 1 << 20  # longer text is "too_large": parsing cost grows with size
@@ -62,7 +62,7 @@ Node = dict[str, Any]
 # A CTE scope: (name -> position in its WITH, names before this position are visible, outer scope).
 # Chained rather than copied, so a WITH of n CTEs costs O(n), not O(n^2).
 _Scope = tuple[dict[str, int], int, "_Scope | None"]
-_Entry = tuple[str, Node, bool, "_Scope | None"]  # node type, node, deferred, CTEs in scope
+_Entry = tuple[str, Node, int, "_Scope | None"]  # node type, node, deferred, CTEs in scope
 
 
 def _typed_fields() -> dict[str, dict[str, str]]:
@@ -112,10 +112,11 @@ def _table(
 _TYPED_FIELDS = _typed_fields()
 # Statements whose classification does not depend on their content (beyond what the walk finds).
 _FIXED = _table({
-    (_W,): "InsertStmt=insert MergeStmt=merge TruncateStmt=truncate LockStmt=lock"
+    (_W,): "TruncateStmt=truncate LockStmt=lock"
     " NotifyStmt=notify",  # NOTIFY wakes other sessions' listeners: it has an effect
-    (_R,): "VariableShowStmt=show",
-    (_SES,): "DiscardStmt=discard ListenStmt=listen UnlistenStmt=unlisten ClosePortalStmt=close",
+    # LISTEN receives other sessions' notification payloads (masked like any value): a read.
+    (_R,): "VariableShowStmt=show ListenStmt=listen",
+    (_SES,): "DiscardStmt=discard UnlistenStmt=unlisten ClosePortalStmt=close",
     (_TX,): "ConstraintsSetStmt=set_constraints",
     (_ADM,): "CheckPointStmt=checkpoint LoadStmt=load AlterSystemStmt=alter_system",
     (_UNK,): "DoStmt=do CallStmt=call",  # a procedure may do anything, even COMMIT
@@ -164,6 +165,10 @@ _LEAVES = frozenset((
     "ColumnRef", "SQLValueFunction", "Alias", "RoleSpec", "AccessPriv",
 ))  # fmt: skip
 _DML = frozenset(("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"))
+_NESTED_KINDS = {
+    "InsertStmt": "insert", "UpdateStmt": "update", "DeleteStmt": "delete", "MergeStmt": "merge",
+    "NotifyStmt": "notify",
+}  # fmt: skip
 _OPERATOR_FIELDS = {"A_Expr": "name", "SortBy": "useOp", "SubLink": "operName"}
 # Subtrees stored to run later (function bodies, view and rule definitions, policy expressions,
 # column defaults) rather than now: they name objects but add no effect to this statement.
@@ -203,17 +208,26 @@ _ACCESS_CMDS = frozenset((
 class _Facts:
     """What one statement was found to be, accumulated while walking it."""
 
-    __slots__ = ("categories", "flags", "kinds", "objects")
+    __slots__ = ("aspects", "categories", "flags", "kinds", "objects")
 
     def __init__(self) -> None:
         self.kinds: set[str] = set()
         self.categories: set[Category] = set()
         self.objects: set[str] = set()
         self.flags: set[str] = set()
+        self.aspects: set[Aspect] = set()
 
     def add(self, kinds: Iterable[str], *categories: Category) -> None:
+        """Kinds of this statement, each in each of ``categories``."""
+        kinds = tuple(kinds)
         self.kinds.update(kinds)
         self.categories.update(categories)
+        self.aspects.update(Aspect(k, c) for k in kinds for c in categories)
+
+    def effect(self, name: str, category: Category, what: str) -> None:
+        """A category caused by something that is not a kind (a function call, an operator)."""
+        self.categories.add(category)
+        self.aspects.add(Aspect(name, category, what))
 
     def command(self, text: str) -> Command:
         categories = self.categories
@@ -224,7 +238,8 @@ class _Facts:
             frozenset(self.objects),
             frozenset(self.flags),
         )
-        return Command(PROTOCOL, text, kinds, frozenset(categories), objects, flags)
+        return Command(PROTOCOL, text, kinds, frozenset(categories), objects, flags,
+                       aspects=frozenset(self.aspects))
 
 
 def _object_name(kind: Any) -> str:
@@ -250,14 +265,25 @@ def _unwrap(wrapped: Any) -> tuple[str, Node] | None:
     return None
 
 
-def _setting(name: str, value: str | None, facts: _Facts) -> None:
+def _setting(name: str, value: str | None, facts: _Facts, *, kind: str = "set") -> None:
     effect = functions.setting_effect(name, value)
     if effect is not None:
-        facts.categories.update(effect.categories)
         facts.flags.update(effect.flags)
+        setting_kind = _setting_kind(name, effect, kind)
+        for category in effect.categories:
+            facts.kinds.add(setting_kind)
+            facts.effect(setting_kind, category, f"{kind} {name} {effect.what}")
 
 
-def _function_call(node: Node, deferred: bool, facts: _Facts) -> None:
+def _setting_kind(name: str, effect: functions.FunctionEffect, verb: str) -> str:
+    """The kind a rule names to allow this setting: ``set_role``, ``set_lexer_setting``, ..."""
+    name = name.lower()
+    if functions.is_role_setting(name):
+        return f"{verb}_{name}"
+    return f"{verb}_" + next(iter(sorted(effect.flags - {"side_effect_function"})), "setting")
+
+
+def _function_call(node: Node, deferred: int, facts: _Facts) -> None:
     found = functions.call_effect(_strings(node.get("funcname")), node.get("args") or [])
     if found is None:  # a pure builtin
         return
@@ -266,14 +292,21 @@ def _function_call(node: Node, deferred: bool, facts: _Facts) -> None:
     if deferred:
         return
     if effect is None:
-        facts.categories.add(_UNK)
+        facts.effect("function:" + name, _UNK, f'"{name}" is a function wardgate does not know')
         facts.flags.add("unknown_function")
     else:
-        facts.categories.update(effect.categories)
+        for category in effect.categories:
+            facts.effect("function:" + name, category, f'"{name}" {effect.what}')
         facts.flags.update(effect.flags)
 
 
-def _walk(ntype: str, root: Node, facts: _Facts, deferred: bool = False) -> None:
+# deferred: how a subtree runs. NOW: as part of this statement. STORED: kept to run later (a rule's
+# actions, a function body, a view): its statements' kinds count, its calls' effects do not.
+# PLANNED: only planned (EXPLAIN without ANALYZE): it names objects and adds nothing else.
+_NOW, _STORED, _PLANNED = 0, 1, 2
+
+
+def _walk(ntype: str, root: Node, facts: _Facts, deferred: int = _NOW) -> None:
     """Visit every node under ``root`` with an explicit stack, collecting objects and effects."""
     stack: list[_Entry] = [(ntype, root, deferred, None)]
     push = stack.append
@@ -293,22 +326,36 @@ def _walk(ntype: str, root: Node, facts: _Facts, deferred: bool = False) -> None
         elif ntype in _OPERATOR_FIELDS:  # a user-defined operator runs its function
             operator = _strings(node.get(_OPERATOR_FIELDS[ntype]))
             if operator and not functions.is_builtin_operator(operator):
-                facts.objects.add("operator:" + functions.qualified_name(operator))
+                name = functions.qualified_name(operator)
+                facts.objects.add("operator:" + name)
                 if not deferred:
-                    facts.categories.add(_UNK)
+                    facts.effect("operator:" + name, _UNK, f"operator {name} is user-defined")
                     facts.flags.add("user_operator")
-        elif ntype in _DML and node is not root and not deferred:
-            facts.categories.add(_W)
-            facts.flags.add("writable_cte")  # the grammar allows nested DML only in WITH
+        elif ntype in _NESTED_KINDS and node is not root and deferred != _PLANNED:
+            # A data-modifying statement inside another (WITH d AS (DELETE ...), a rule's
+            # actions, a BEGIN ATOMIC body) is that statement too: rules on its kind apply.
+            facts.add([_NESTED_KINDS[ntype]], _W)
+            facts.flags.add("writable_cte" if not deferred else "stored_dml")
             if ntype in ("UpdateStmt", "DeleteStmt") and "whereClause" not in node:
                 facts.flags.add("no_where")
+            if ntype != "NotifyStmt" and _targets_pg_settings(node):
+                _settings_table_write(facts)
         elif ntype == "SelectStmt" and not deferred:
             if "lockingClause" in node:
-                facts.categories.add(_W)
+                facts.add(["select_for_update"], _W)
                 facts.flags.add("locking")
             if "intoClause" in node:
-                facts.categories.update((_W, _DDL))
+                facts.add(["select_into", "create", "create_table"], _W, _DDL)
                 facts.flags.add("into")
+        elif ntype == "VariableSetStmt" and node is not root:
+            # ALTER DATABASE/ROLE/FUNCTION ... SET x = y: not this session, but the next ones
+            # (or the function's calls) read strings as it says: flag it like SET.
+            stored: str | None = None
+            if node.get("kind") == "VAR_SET_VALUE":
+                stored = functions.const_text((node.get("args") or [None])[0]) or "?"
+            effect = functions.setting_effect(str(node.get("name", "")), stored)
+            if effect is not None:
+                facts.flags.update(effect.flags - {"role_change"})
         deferred_fields = _DEFERRED_FIELDS.get(ntype)
         typed = _TYPED_FIELDS.get(ntype)
         with_clause = node.get("withClause")
@@ -318,7 +365,9 @@ def _walk(ntype: str, root: Node, facts: _Facts, deferred: bool = False) -> None
             vtype = type(value)
             if (vtype is not dict and vtype is not list) or value is with_clause:
                 continue
-            child_deferred = deferred or (deferred_fields is not None and key in deferred_fields)
+            child_deferred = deferred
+            if not deferred and deferred_fields is not None and key in deferred_fields:
+                child_deferred = _STORED
             # A statement's target (or SELECT INTO's new table) is a real table, never a CTE.
             child_ctes = None if key == "relation" or key == "rel" else ctes
             if vtype is dict:
@@ -348,7 +397,7 @@ def _is_cte(name: str, scope: _Scope | None) -> bool:
 
 
 def _push_ctes(
-    with_clause: Node, stack: list[_Entry], deferred: bool, outer: _Scope | None
+    with_clause: Node, stack: list[_Entry], deferred: int, outer: _Scope | None
 ) -> _Scope:
     """Push each CTE body with the names it can see; return the scope the main query sees."""
     entries = [
@@ -390,37 +439,63 @@ def _nested(wrapped: Any, facts: _Facts) -> None:
     """Classify a statement that another one runs (PREPARE, COPY (...), DECLARE, ...)."""
     pair = _unwrap(wrapped)
     if pair is None:
-        facts.categories.add(_UNK)
+        facts.add(["unparseable"], _UNK)
     else:
         _statement(pair[0], pair[1], facts)
 
 
 def _select(ntype: str, node: Node, facts: _Facts) -> None:
     facts.add(["select"], _R)
-    if "intoClause" in node:
-        facts.kinds.update(("select_into", "create", "create_table"))
-    _walk(ntype, node, facts)
+    _walk(ntype, node, facts)  # SELECT INTO and FOR UPDATE are found by the walk
 
 
 def _update_delete(ntype: str, node: Node, facts: _Facts) -> None:
     facts.add([ntype.removesuffix("Stmt").lower()], _W)
     if "whereClause" not in node:
         facts.flags.add("no_where")
+    if _targets_pg_settings(node):
+        _settings_table_write(facts)
     _walk(ntype, node, facts)
+
+
+def _insert_merge(ntype: str, node: Node, facts: _Facts) -> None:
+    facts.add([ntype.removesuffix("Stmt").lower()], _W)
+    if _targets_pg_settings(node):
+        _settings_table_write(facts)
+    _walk(ntype, node, facts)
+
+
+def _targets_pg_settings(node: Node) -> bool:
+    relation = node.get("relation")
+    if not isinstance(relation, dict):
+        return False
+    schema = relation.get("schemaname")
+    return relation.get("relname") == "pg_settings" and schema in (None, "pg_catalog")
+
+
+def _settings_table_write(facts: _Facts) -> None:
+    """``UPDATE pg_settings SET setting = ...`` is ``set_config`` on whatever rows match: the
+    names are data, so it may change any setting (role, client_encoding, ...)."""
+    effect = functions.UNKNOWN_SETTING
+    facts.flags.update(effect.flags)
+    facts.kinds.add("update_pg_settings")
+    for category in effect.categories:
+        facts.effect("update_pg_settings", category, f"writing pg_settings {effect.what}")
 
 
 def _copy(ntype: str, node: Node, facts: _Facts) -> None:
     is_from = bool(node.get("is_from"))
-    facts.kinds.update(("copy", "copy_from" if is_from else "copy_to"))
+    kinds = ("copy", "copy_from" if is_from else "copy_to")
     if "filename" in node or node.get("is_program"):
         # The server's file system, or a shell command as the server's OS user.
-        facts.categories.update((_ADM, _W))
-        facts.flags.add("copy_program" if node.get("is_program") else "copy_file")
+        source = "copy_program" if node.get("is_program") else "copy_file"
+        facts.add((*kinds, source), _ADM, _W)
+        facts.flags.add(source)
     elif is_from:
-        facts.add((), _W)
+        facts.add(kinds, _W)
         facts.flags.add("copy_from_stdin")
     else:
-        facts.add((), _R)
+        facts.add(kinds, _R)
         facts.flags.add("copy_to_stdout")  # rows leave as CopyData: the relay must mask them
     if "query" in node:
         _nested(node["query"], facts)
@@ -444,17 +519,20 @@ def _explain(ntype: str, node: Node, facts: _Facts) -> None:
         facts.flags.add("explain_analyze")  # ANALYZE runs the statement for real
         _nested(node.get("query"), facts)
         return
-    facts.categories.add(_R)
+    facts.add(["explain"], _R)
     pair = _unwrap(node.get("query"))
     if pair is not None:  # only planned: name its objects, add none of its effects
-        _walk(pair[0], pair[1], facts, deferred=True)
+        _walk(pair[0], pair[1], facts, deferred=_PLANNED)
 
 
 def _prepare(ntype: str, node: Node, facts: _Facts) -> None:
-    facts.kinds.add("prepare")
+    facts.kinds.add("prepare")  # judged as what it prepares
     facts.objects.add("prepared:" + str(node.get("name", "")))
     _nested(node.get("query"), facts)
     _walk(ntype, {"argtypes": node.get("argtypes") or []}, facts)
+
+
+_EXECUTE_UNRESOLVED = Aspect("execute", _UNK)
 
 
 def _execute(ntype: str, node: Node, facts: _Facts) -> None:
@@ -471,7 +549,7 @@ def _deallocate(ntype: str, node: Node, facts: _Facts) -> None:
 
 
 def _declare(ntype: str, node: Node, facts: _Facts) -> None:
-    facts.kinds.add("declare")
+    facts.kinds.add("declare")  # judged as its query
     _nested(node.get("query"), facts)  # the cursor's query runs as rows are fetched
 
 
@@ -512,12 +590,12 @@ def _variable_set(ntype: str, node: Node, facts: _Facts) -> None:
         facts.add([verb, "set_transaction"], _TX)
         return
     facts.add([verb], _SES)
-    if functions.is_role_setting(name):
-        facts.kinds.add(f"{verb}_{name}")
     value = None  # back to the default
     if kind == "VAR_SET_VALUE":
         value = functions.const_text((node.get("args") or [None])[0]) or "?"
-    _setting(name, value, facts)
+    if functions.is_role_setting(name) and functions.setting_effect(name, value) is None:
+        facts.add([f"reset_{name}"], _SES)  # back to the login identity
+    _setting(name, value, facts, kind=verb)
     _walk(ntype, node, facts)
 
 
@@ -576,7 +654,8 @@ def _alter(type_key: str, *extra: str) -> Callable[[str, Node, _Facts], None]:
             objtype = node.get("relationType", objtype)  # ALTER TABLE t RENAME COLUMN c
         facts.add(["alter", "alter_" + _object_name(objtype), *extra], _DDL)
         if "alter_owner" in extra or _changes_access(node):
-            facts.categories.add(_DCL)  # e.g. the new owner holds every privilege on the object
+            # e.g. the new owner holds every privilege on the object
+            facts.add(["alter_owner" if "alter_owner" in extra else "alter_access"], _DCL)
         _walk(ntype, node, facts)
 
     return handler
@@ -593,6 +672,7 @@ def _create_routine(ntype: str, node: Node, facts: _Facts) -> None:
 
 _HANDLERS: dict[str, Callable[[str, Node, _Facts], None]] = {
     "SelectStmt": _select, "UpdateStmt": _update_delete, "DeleteStmt": _update_delete,
+    "InsertStmt": _insert_merge, "MergeStmt": _insert_merge,
     "CopyStmt": _copy, "ExplainStmt": _explain, "PrepareStmt": _prepare,
     "ExecuteStmt": _execute, "DeallocateStmt": _deallocate, "DeclareCursorStmt": _declare,
     "CreateTableAsStmt": _create_table_as, "CreateSchemaStmt": _create_schema,
@@ -695,10 +775,13 @@ def resolve_execute(command: Command, prepared: Mapping[str, Command]) -> Comman
     if "execute_prepared" not in command.flags or target is None:
         return command
     facts = _Facts()
-    facts.categories.update(command.categories - {_UNK})
-    if command.flags & {"unknown_function", "dynamic_sql", "user_operator"}:
-        facts.categories.add(_UNK)
-    facts.add(command.kinds | (target.kinds - {"prepare"}), *target.categories)
+    # The EXECUTE's own aspects (calls in its parameters) stay; "unknown until resolved" goes.
+    for aspect in command.aspects:
+        if aspect != _EXECUTE_UNRESOLVED:
+            facts.effect(aspect.name, aspect.category, aspect.what)
+    for aspect in target.aspects:
+        facts.effect(aspect.name, aspect.category, aspect.what)
+    facts.kinds.update(command.kinds | (target.kinds - {"prepare"}))
     facts.objects.update(command.objects | target.objects)
     facts.flags.update(command.flags | (target.flags - {"multi_statement"}))
     return facts.command(command.text)

@@ -33,10 +33,18 @@ class FunctionEffect:
 
     categories: frozenset[Category]
     flags: frozenset[str]
+    #: How a denial describes the call, after its quoted name: "is a function with side effects".
+    what: str = "is a function with side effects"
 
 
-def _effect(*categories: Category, flags: tuple[str, ...] = ()) -> FunctionEffect:
-    return FunctionEffect(frozenset(categories), frozenset(("side_effect_function", *flags)))
+def _effect(
+    *categories: Category, flags: tuple[str, ...] = (), what: str = ""
+) -> FunctionEffect:
+    return FunctionEffect(
+        frozenset(categories),
+        frozenset(("side_effect_function", *flags)),
+        what or "is a function with side effects",
+    )
 
 
 _W = Category.WRITE
@@ -46,15 +54,16 @@ _U = Category.UNKNOWN
 
 _ADMIN = _effect(_A)
 _WRITE = _effect(_W)
-_SERVER_FILE = _effect(_A, flags=("server_file",))
+_SERVER_FILE = _effect(_A, flags=("server_file",), what="reads the server's file system")
 _LO_WRITE = _effect(_W, flags=("large_object",))
 # Reading a large object bypasses table privileges and column masking (HOSTILE H.49): ADMIN.
-_LO_READ = _effect(_A, flags=("large_object",))
-_LO_FILE = _effect(_A, _W, flags=("large_object", "server_file"))
+_LO_READ = _effect(_A, flags=("large_object",), what="reads a large object")
+_LO_FILE = _effect(_A, _W, flags=("large_object", "server_file"),
+                   what="moves a large object to or from the server's file system")
 _LOCK = _effect(_W, flags=("locking",))
 # These run SQL text the classifier never sees, so nothing about them can be known.
-_DYNAMIC = _effect(_U, flags=("dynamic_sql",))
-_REPLICATION = _effect(_A, flags=("replication",))
+_DYNAMIC = _effect(_U, flags=("dynamic_sql",), what="runs SQL text wardgate cannot see")
+_REPLICATION = _effect(_A, flags=("replication",), what="changes replication state")
 
 SIDE_EFFECTS: dict[str, FunctionEffect] = {
     # Other sessions and the server process.
@@ -126,7 +135,7 @@ SIDE_EFFECTS: dict[str, FunctionEffect] = {
     "txid_current": _WRITE,
     "pg_current_xact_id": _WRITE,
     # set_config('role', ...) is SET ROLE; the classifier adds DCL for role-like names.
-    "set_config": _effect(_A, _S),
+    "set_config": _effect(_S, what="changes a run-time setting"),
     # SQL text executed by the server on the caller's behalf.
     "query_to_xml": _DYNAMIC,
     "query_to_xmlschema": _DYNAMIC,
@@ -351,10 +360,12 @@ def call_effect(parts: list[str], args: list[Any]) -> tuple[str, FunctionEffect 
     if name == "set_config":
         args = [*args, None, None]
         setting = const_text(args[0])
-        extra = _ROLE if setting is None else setting_effect(setting, const_text(args[1]) or "?")
-        if extra is not None:  # a computed name could be 'role'
+        # A computed name (lower('CLIENT_ENCODING'), a column) could be any setting.
+        extra = (UNKNOWN_SETTING if setting is None
+                 else setting_effect(setting, const_text(args[1]) or "?"))
+        if extra is not None:
             effect = FunctionEffect(
-                effect.categories | extra.categories, effect.flags | extra.flags
+                effect.categories | extra.categories, effect.flags | extra.flags, extra.what
             )
     return name, effect
 
@@ -388,10 +399,18 @@ _ADMIN_SETTINGS = _names(
     """
 )
 _ADMIN_SETTING_PREFIXES = ("log_", "debug_", "track_")
-_ROLE = FunctionEffect(frozenset((Category.DCL,)), frozenset())
-_SEARCH_PATH = FunctionEffect(frozenset(), frozenset(("search_path",)))
-_LEXER = FunctionEffect(frozenset((_A,)), frozenset(("lexer_setting",)))
-_SENSITIVE = FunctionEffect(frozenset((_A,)), frozenset(("sensitive_setting",)))
+_ROLE = FunctionEffect(frozenset((Category.ROLE,)), frozenset(("role_change",)),
+                       "changes the role statements run as")
+_SEARCH_PATH = FunctionEffect(frozenset(), frozenset(("search_path",)), "changes search_path")
+_LEXER = FunctionEffect(frozenset((_A,)), frozenset(("lexer_setting",)),
+                        "changes how the server reads strings")
+_SENSITIVE = FunctionEffect(frozenset((_A,)), frozenset(("sensitive_setting",)),
+                            "changes a protection or auditing setting")
+#: A setting whose name is computed: it could be any of the above.
+UNKNOWN_SETTING = FunctionEffect(
+    frozenset((Category.ROLE, _A)), frozenset(("role_change", "lexer_setting", "search_path")),
+    "changes a setting whose name wardgate cannot read",
+)
 
 
 def is_role_setting(name: str) -> bool:
@@ -406,7 +425,9 @@ def setting_effect(name: str, value: str | None) -> FunctionEffect | None:
     """
     name = name.lower()
     if name in _ROLE_SETTINGS:
-        return _ROLE
+        # Back to the login identity (RESET ROLE, SET ROLE NONE, ... DEFAULT) widens nothing.
+        back = value is None or (name == "role" and value.lower() == "none")
+        return None if back else _ROLE
     if name == "search_path":
         return _SEARCH_PATH  # a user schema ahead of pg_catalog can shadow builtins
     safe_values = _LEXER_SAFE_VALUES.get(name)

@@ -70,10 +70,14 @@ def test_shipped_conf_d_loads_cleanly_on_a_fresh_machine(monkeypatch: pytest.Mon
     )
     assert [r.name for r in config.rules] == [
         "agents may read",
+        "agents keep search_path",
+        "agents may write with a grant",
         "destructive changes need review",
         "no ddl for agents",
         "dbas may do anything",
     ]
+    assert config.rules[1].flags == {"search_path"}
+    assert config.rules[2].grant == "write"
     assert config.policy_default is Action.DENY
     assert config.masking.columns == ("*password*", "*ssn*", "*secret*")
     assert config.masking.detectors == DEFAULT_DETECTORS

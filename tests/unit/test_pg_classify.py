@@ -22,7 +22,7 @@ from gateway.model import Category, Command
 
 R, W, DDL, DCL = Category.READ, Category.WRITE, Category.DDL, Category.DCL
 ADMIN, TX, SESSION = Category.ADMIN, Category.TRANSACTION, Category.SESSION
-UNKNOWN = Category.UNKNOWN
+UNKNOWN, ROLE = Category.UNKNOWN, Category.ROLE
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,32 @@ CASES = [
          {"merge"}, {W}, objects={"t", "s"}),
     Case("TRUNCATE a, b.c", {"truncate"}, {W}, objects={"a", "b.c"}),
     Case("COPY t FROM STDIN", {"copy", "copy_from"}, {W}, {"copy_from_stdin"}, {"t"}),
+    # Every statement nested in another is among its kinds: a rule on delete sees these.
     Case("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
-         {"select"}, {W}, {"writable_cte", "no_where"}, {"t"}),
+         {"select", "delete"}, {W}, {"writable_cte", "no_where"}, {"t"}),
+    Case("WITH a AS (SELECT 1), b AS (WITH c AS (UPDATE t SET x = 1 WHERE y RETURNING 1) "
+         "SELECT * FROM c) SELECT * FROM b", {"select", "update"}, {W}, {"writable_cte"}),
+    Case("WITH m AS (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE "
+         "RETURNING t.*) SELECT * FROM m", {"select", "merge"}, {W}, {"writable_cte"}),
+    Case("EXPLAIN ANALYZE DELETE FROM t WHERE id = 1", {"explain", "delete"}, {W},
+         {"explain_analyze"}),
+    Case("EXPLAIN (ANALYZE, BUFFERS) WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+         {"explain", "select", "delete"}, {W}, {"explain_analyze", "writable_cte"}),
+    Case("EXPLAIN WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", {"explain"}, {R}),
+    Case("COPY (DELETE FROM t WHERE id = 1 RETURNING *) TO STDOUT", {"copy_to", "delete"}, {W},
+         {"copy_to_stdout"}),
+    Case("COPY (WITH d AS (UPDATE t SET a = 1 WHERE b RETURNING *) SELECT * FROM d) TO STDOUT",
+         {"copy_to", "select", "update"}, {W}),
+    Case("CREATE TABLE x AS WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+         {"create_table", "select", "delete"}, {DDL, W}),
+    Case("SELECT * INTO x FROM (SELECT 1) s", {"select", "select_into", "create_table"}, {W, DDL},
+         {"into"}),
+    Case("WITH d AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * INTO x FROM d",
+         {"select", "insert", "select_into"}, {W, DDL}, {"into", "writable_cte"}),
+    Case("PREPARE p AS WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+         {"prepare", "select", "delete"}, {W}),
+    Case("DECLARE c CURSOR FOR WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+         {"declare", "select", "delete"}, {W}),
     Case("WITH u AS (UPDATE t SET a = 1 WHERE b = 2 RETURNING *) SELECT 1",
          {"select"}, {W}, {"writable_cte"}),
     Case("SELECT * FROM t FOR UPDATE", {"select"}, {W}, {"locking"}),
@@ -114,8 +138,10 @@ CASES = [
          {"create", "create_view"}, {DDL}, objects={"v", "t", "function:pg_sleep"}),
     Case("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'DELETE FROM t; SELECT 1'",
          {"create", "create_function"}, {DDL}),
+    # A stored body's statements are its kinds too (a rule on delete applies), not its effects.
     Case("CREATE FUNCTION f() RETURNS int BEGIN ATOMIC DELETE FROM t; SELECT 1; END",
-         {"create", "create_function"}, {DDL}, objects={"t"}),
+         {"create", "create_function", "delete"}, {DDL, W}, {"stored_dml", "no_where"},
+         objects={"t"}),
     Case("CREATE PROCEDURE p() LANGUAGE sql AS $$ SELECT 1 $$",
          {"create", "create_procedure"}, {DDL}),
     Case("CREATE SEQUENCE sq", {"create", "create_sequence"}, {DDL}),
@@ -124,7 +150,9 @@ CASES = [
     Case("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
          {"create", "create_trigger"}, {DDL}, objects={"t"}),
     Case("CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM u",
-         {"create", "create_rule"}, {DDL}, objects={"t", "u"}),
+         {"create", "create_rule", "delete"}, {DDL, W}, {"stored_dml"}, objects={"t", "u"}),
+    Case("CREATE RULE r AS ON SELECT TO t DO ALSO NOTIFY ch",
+         {"create", "create_rule", "notify"}, {DDL, W}),
     Case("ALTER TABLE t ADD COLUMN c int", {"alter", "alter_table"}, {DDL}, objects={"t"}),
     Case("ALTER TABLE t RENAME COLUMN a TO b", {"alter", "alter_table", "rename"}, {DDL}),
     Case("ALTER TABLE t RENAME TO u", {"alter", "alter_table", "rename"}, {DDL}),
@@ -160,14 +188,50 @@ CASES = [
     Case("ALTER FUNCTION f() OWNER TO r", {"alter", "alter_function", "alter_owner"}, {DDL, DCL}),
     Case("CREATE POLICY p ON t USING (owner = current_user)",
          {"create", "create_policy"}, {DDL, DCL}),
-    Case("SET ROLE admin", {"set", "set_role"}, {DCL, SESSION}),
-    Case('SET "Role" = admin', {"set", "set_role"}, {DCL, SESSION}),
+    # ROLE: changes of the identity statements run as are their own category.
+    Case("SET ROLE admin", {"set", "set_role"}, {ROLE, SESSION}, {"role_change"}),
+    Case('SET "Role" = admin', {"set", "set_role"}, {ROLE, SESSION}),
+    Case("SET LOCAL ROLE admin", {"set", "set_role"}, {ROLE, SESSION}),
     Case("SET SESSION AUTHORIZATION postgres",
-         {"set", "set_session_authorization"}, {DCL, SESSION}),
-    Case("RESET ROLE", {"reset", "reset_role"}, {DCL, SESSION}),
+         {"set", "set_session_authorization"}, {ROLE, SESSION}),
+    # Back to the login identity widens nothing.
+    Case("RESET ROLE", {"reset", "reset_role"}, {SESSION}),
+    Case("SET ROLE NONE", {"set", "reset_role"}, {SESSION}),
+    Case("SET SESSION AUTHORIZATION DEFAULT", {"set", "reset_session_authorization"}, {SESSION}),
     Case("SELECT set_config('role', 'admin', false)",
-         {"select"}, {ADMIN, SESSION, DCL}, {"side_effect_function"}, {"function:set_config"}),
-    Case("SELECT set_config('ro' || 'le', 'admin', false)", {"select"}, {ADMIN, SESSION, DCL}),
+         {"select"}, {ROLE, SESSION}, {"side_effect_function", "role_change"},
+         {"function:set_config"}),
+    Case("SELECT pg_catalog.set_config('session_authorization', 'postgres', true)",
+         {"select"}, {ROLE, SESSION}, {"role_change"}),
+    # A computed setting name could be any setting: role, client_encoding, search_path.
+    Case("SELECT set_config('ro' || 'le', 'admin', false)", {"select"}, {ROLE, ADMIN, SESSION},
+         {"role_change", "lexer_setting", "search_path"}),
+    Case("SELECT set_config(lower('CLIENT_ENCODING'), 'SJIS', false)", {"select"},
+         {ROLE, ADMIN, SESSION}, {"lexer_setting"}),
+    Case("SELECT set_config(name, 'x', false) FROM pg_settings", {"select"},
+         {ROLE, ADMIN, SESSION}, {"lexer_setting", "role_change"}),
+    Case("SELECT set_config('client_encoding', 'SJIS', false)", {"select"}, {ADMIN, SESSION},
+         {"lexer_setting"}),
+    Case("SELECT set_config('standard_conforming_strings', current_setting('x'), false)",
+         {"select"}, {ADMIN, SESSION}, {"lexer_setting"}),
+    Case("SELECT set_config('statement_timeout', '5s', false)", {"select"}, {SESSION}),
+    # pg_settings rows are settings: writing them is set_config on whatever the rows name.
+    Case("UPDATE pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'",
+         {"update", "update_pg_settings"}, {W, ROLE, ADMIN}, {"lexer_setting", "role_change"}),
+    Case("UPDATE pg_catalog.pg_settings SET setting = 'admin' WHERE name = 'role'",
+         {"update"}, {W, ROLE, ADMIN}, {"role_change"}),
+    Case("WITH u AS (UPDATE pg_settings SET setting = 'off' WHERE name = "
+         "'standard_conforming_strings' RETURNING 1) SELECT * FROM u",
+         {"select", "update"}, {W, ROLE, ADMIN}, {"lexer_setting", "writable_cte"}),
+    # Settings stored for later sessions or calls are flagged like SET.
+    Case("ALTER DATABASE app SET client_encoding = 'SJIS'", {"alter", "alter_database"}, {DDL},
+         {"lexer_setting"}),
+    Case("ALTER ROLE app SET standard_conforming_strings = off", {"alter_role"}, {DCL},
+         {"lexer_setting"}),
+    Case("ALTER FUNCTION f() SET search_path = evil, pg_catalog", {"alter", "alter_function"},
+         {DDL}, {"search_path"}),
+    Case("CREATE FUNCTION f() RETURNS int LANGUAGE sql SET client_encoding = 'SJIS' "
+         "AS 'SELECT 1'", {"create_function"}, {DDL}, {"lexer_setting"}),
     # ADMIN
     Case("SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
          {"select"}, {ADMIN}, {"side_effect_function"},
@@ -222,7 +286,7 @@ CASES = [
     Case("RESET ALL", {"reset"}, {SESSION}),
     Case("RESET statement_timeout", {"reset"}, {SESSION}),
     Case("DISCARD ALL", {"discard"}, {SESSION}),
-    Case("LISTEN chan", {"listen"}, {SESSION}),
+    Case("LISTEN chan", {"listen"}, {R}),  # other sessions' payloads arrive: a read
     Case("UNLISTEN *", {"unlisten"}, {SESSION}),
     Case("DEALLOCATE p", {"deallocate"}, {SESSION}, objects={"prepared:p"}),
     Case("DEALLOCATE ALL", {"deallocate"}, {SESSION}),
