@@ -75,10 +75,12 @@ async def serve(gateway: Gateway, *, task_status: trio.TaskStatus[ServerState] =
             raise
         except* Exception as group:
             for exc in group.exceptions:
+                # A connector lets nothing escape on purpose: anything that does is a bug, and
+                # its traceback is what the report needs.
                 log.error(
                     "listener %s connection %s from %s ended with %s: %s",
                     listener.name, ctx.connection_id, ctx.peer, type(exc).__name__, exc,
-                    exc_info=log.isEnabledFor(logging.DEBUG),
+                    exc_info=exc,
                 )
         finally:
             await trio.aclose_forcefully(stream)

@@ -116,7 +116,7 @@ _FIXED = _table({
     " NotifyStmt=notify",  # NOTIFY wakes other sessions' listeners: it has an effect
     # LISTEN receives other sessions' notification payloads (masked like any value): a read.
     (_R,): "VariableShowStmt=show ListenStmt=listen",
-    (_SES,): "DiscardStmt=discard UnlistenStmt=unlisten ClosePortalStmt=close",
+    (_SES,): "UnlistenStmt=unlisten",
     (_TX,): "ConstraintsSetStmt=set_constraints",
     (_ADM,): "CheckPointStmt=checkpoint LoadStmt=load AlterSystemStmt=alter_system",
     (_UNK,): "DoStmt=do CallStmt=call",  # a procedure may do anything, even COMMIT
@@ -544,12 +544,18 @@ def _execute(ntype: str, node: Node, facts: _Facts) -> None:
 
 def _deallocate(ntype: str, node: Node, facts: _Facts) -> None:
     facts.add(["deallocate"], _SES)
-    if "name" in node:
+    if "name" in node and not node.get("isall"):
         facts.objects.add("prepared:" + str(node["name"]))
+
+
+_CURSOR_OPT_HOLD = 0x0020  # PostgreSQL's CURSOR_OPT_HOLD: WITH HOLD
 
 
 def _declare(ntype: str, node: Node, facts: _Facts) -> None:
     facts.kinds.add("declare")  # judged as its query
+    facts.objects.add("cursor:" + str(node.get("portalname", "")))
+    if int(node.get("options", 0) or 0) & _CURSOR_OPT_HOLD:
+        facts.flags.add("holdable")
     _nested(node.get("query"), facts)  # the cursor's query runs as rows are fetched
 
 
@@ -606,6 +612,21 @@ def _vacuum(ntype: str, node: Node, facts: _Facts) -> None:
 
 def _fetch(ntype: str, node: Node, facts: _Facts) -> None:
     facts.add(["move" if node.get("ismove") else "fetch"], _R)
+    facts.objects.add("cursor:" + str(node.get("portalname", "")))
+
+
+def _close(ntype: str, node: Node, facts: _Facts) -> None:
+    facts.add(["close"], _SES)
+    if "portalname" in node:
+        facts.objects.add("cursor:" + str(node["portalname"]))
+    else:
+        facts.flags.add("close_all")
+
+
+def _discard(ntype: str, node: Node, facts: _Facts) -> None:
+    facts.add(["discard"], _SES)
+    if node.get("target") == "DISCARD_ALL":
+        facts.flags.add("discard_all")  # also deallocates every statement, closes every cursor
 
 
 def _named_objects(objtype: Any, targets: Iterable[Any], facts: _Facts) -> None:
@@ -677,7 +698,8 @@ _HANDLERS: dict[str, Callable[[str, Node, _Facts], None]] = {
     "ExecuteStmt": _execute, "DeallocateStmt": _deallocate, "DeclareCursorStmt": _declare,
     "CreateTableAsStmt": _create_table_as, "CreateSchemaStmt": _create_schema,
     "TransactionStmt": _transaction, "VariableSetStmt": _variable_set, "VacuumStmt": _vacuum,
-    "FetchStmt": _fetch, "DropStmt": _drop, "CommentStmt": _comment, "GrantStmt": _grant,
+    "FetchStmt": _fetch, "ClosePortalStmt": _close, "DiscardStmt": _discard, "DropStmt": _drop,
+    "CommentStmt": _comment, "GrantStmt": _grant,
     "GrantRoleStmt": _grant, "CreateFunctionStmt": _create_routine, "DefineStmt": _create_routine,
     "AlterTableStmt": _alter("objtype"), "AlterFunctionStmt": _alter("objtype"),
     "RenameStmt": _alter("renameType", "rename"),
@@ -754,6 +776,14 @@ def classify(sql: str) -> tuple[Command, ...]:
     return _classify_cached(sql)
 
 
+def cursor_name(command: Command) -> str | None:
+    """The cursor a DECLARE, FETCH, MOVE or CLOSE command names (None: CLOSE ALL / none)."""
+    for obj in command.objects:
+        if obj.startswith("cursor:"):
+            return obj.removeprefix("cursor:")
+    return None
+
+
 def prepared_statement_name(command: Command) -> str | None:
     """The prepared-statement name a PREPARE, EXECUTE or DEALLOCATE command refers to."""
     for obj in command.objects:
@@ -774,16 +804,34 @@ def resolve_execute(command: Command, prepared: Mapping[str, Command]) -> Comman
     target = prepared.get(name) if name is not None else None
     if "execute_prepared" not in command.flags or target is None:
         return command
+    return as_running(command, target)
+
+
+def prepared_body(command: Command) -> Command:
+    """What ``PREPARE p AS <stmt>`` holds under ``p``: ``<stmt>``'s classification, without the
+    ``prepare`` kind (which is what lets a PREPARE of a held statement pass: it runs nothing)."""
     facts = _Facts()
-    # The EXECUTE's own aspects (calls in its parameters) stay; "unknown until resolved" goes.
+    for aspect in command.aspects:
+        facts.effect(aspect.name, aspect.category, aspect.what)
+    facts.kinds.update(command.kinds - {"prepare"})
+    facts.objects.update(command.objects)
+    facts.flags.update(command.flags - {"multi_statement"})
+    return facts.command(command.text)
+
+
+def as_running(command: Command, target: Command) -> Command:
+    """``command`` (``EXECUTE p``, ``FETCH c``) judged as what it makes the server run: the
+    statement prepared or the cursor declared as ``target``, plus ``command``'s own aspects (calls
+    in EXECUTE's parameters)."""
+    facts = _Facts()
     for aspect in command.aspects:
         if aspect != _EXECUTE_UNRESOLVED:
             facts.effect(aspect.name, aspect.category, aspect.what)
     for aspect in target.aspects:
         facts.effect(aspect.name, aspect.category, aspect.what)
-    facts.kinds.update(command.kinds | (target.kinds - {"prepare"}))
+    facts.kinds.update(command.kinds | (target.kinds - {"prepare", "declare"}))
     facts.objects.update(command.objects | target.objects)
-    facts.flags.update(command.flags | (target.flags - {"multi_statement"}))
+    facts.flags.update(command.flags | (target.flags - {"multi_statement", "holdable"}))
     return facts.command(command.text)
 
 

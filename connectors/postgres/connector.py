@@ -65,11 +65,12 @@ class _Client:
             self.decoder.receive_data(data)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _CancelTarget:
     target: Target
     pid: int
     secret: bytes
+    relay: Relay | None = None  # set once the session relays: a held command can be cancelled
 
 
 class PostgresConnector:
@@ -80,9 +81,19 @@ class PostgresConnector:
         self._cancel_keys: dict[tuple[int, bytes], _CancelTarget] = {}
 
     async def handle(self, stream: trio.abc.Stream, ctx: ConnectionContext) -> None:
+        client = _Client(stream, FrontendDecoder(ctx.gateway.config.limits.max_message_bytes))
+        try:
+            await self._serve(client, ctx)
+        finally:
+            if client.tls:
+                # A clean TLS close (close_notify): libpq reports a cancel whose connection ends
+                # without one as failed, and every client is owed a proper goodbye.
+                with trio.move_on_after(1):
+                    await client.stream.aclose()
+
+    async def _serve(self, client: _Client, ctx: ConnectionContext) -> None:
         gw = ctx.gateway
         limits = gw.config.limits
-        client = _Client(stream, FrontendDecoder(limits.max_message_bytes))
         try:
             with trio.move_on_after(limits.handshake_timeout) as handshake:
                 startup = await self._negotiate(client, ctx)
@@ -120,7 +131,14 @@ class PostgresConnector:
             log.info("%s: TLS handshake failed: %s", ctx.peer, exc)
             return
 
-        cancel_key = (secrets.randbits(31), secrets.token_bytes(4))
+        # The client is told the target's real backend pid (so pg_backend_pid(), pg_stat_activity
+        # and NotificationResponse agree with it) and a secret of the gateway's own: the pair is
+        # what routes a CancelRequest, and the target's secret never leaves the gateway.
+        pid = upstream.key.pid if upstream.key is not None else secrets.randbits(31)
+        cancel_key = (pid, secrets.token_bytes(4))
+        while cancel_key in self._cancel_keys:
+            cancel_key = (pid, secrets.token_bytes(4))
+        entry: _CancelTarget | None = None
         try:
             client_info = {
                 "user": startup.params.get("user", ""),
@@ -140,9 +158,8 @@ class PostgresConnector:
                 client=client_info,
             ) as session:
                 if upstream.key is not None:
-                    self._cancel_keys[cancel_key] = _CancelTarget(
-                        target, upstream.key.pid, upstream.key.secret_key
-                    )
+                    entry = _CancelTarget(target, upstream.key.pid, upstream.key.secret_key)
+                    self._cancel_keys[cancel_key] = entry
                 hello = [
                     authentication_ok(),
                     *upstream.parameter_messages,
@@ -158,7 +175,10 @@ class PostgresConnector:
                     upstream.stream,
                     upstream.decoder,
                     idle_timeout=limits.idle_timeout,
+                    parameters=upstream.parameters,
                 )
+                if entry is not None:
+                    entry.relay = relay
                 reason = await relay.run()
                 session.record("disconnect", {"reason": reason})
         except SessionLimitError as exc:
@@ -262,6 +282,10 @@ class PostgresConnector:
         entry = self._cancel_keys.get((request.pid, request.secret_key))
         if entry is None:
             return  # PostgreSQL ignores unknown keys silently; so do we
+        if entry.relay is not None and entry.relay.cancel_held():
+            # The statement was waiting for approval, not running: its review is cancelled and
+            # the client gets 57014. Nothing runs on the target to cancel.
+            return
         target = entry.target
         try:
             with trio.fail_after(gw.config.limits.handshake_timeout):

@@ -123,7 +123,8 @@ class RecordingWriter:
 
         A payload msgpack cannot encode raises TypeError (a programming error); so does a map
         key that is not str/bytes, which the reader would refuse, or nesting deeper than 32.
-        A record over 4 MiB raises ValueError: callers cap bodies and rows first.
+        A record that would pack to more than 4 MiB is recorded with its long strings and byte
+        strings cut (see :func:`capped`): a large value never ends a session.
         """
         self._check_usable()
         if not isinstance(kind, str) or not kind or kind in fmt.RESERVED_KINDS:
@@ -216,12 +217,25 @@ class RecordingWriter:
         if problem is not None:
             raise TypeError(f"{kind} record payload cannot be recorded: {problem}")
         packed: bytes = self._packer.pack([t, kind, payload])
+        # Keeps every frame within the default reader's limits: cut the long values, harder
+        # each time, until it fits; what the agent saw stays in it, up to the cap.
+        for limit in _VALUE_CAPS:
+            if len(packed) <= fmt.MAX_RECORD_BYTES:
+                return packed
+            packed = self._packer.pack([t, kind, capped(payload, limit)])
         if len(packed) > fmt.MAX_RECORD_BYTES:
-            # Keeps every frame within the default reader's limits.
-            raise ValueError(
-                f"{kind} record is {len(packed)} bytes, over {fmt.MAX_RECORD_BYTES}: "
-                "cap the payload before recording it"
-            )
+            # Too many small values (a result of a million short rows): keep the small fields
+            # of the record and say which were left out.
+            kept: dict[str, Any] = {}
+            dropped: list[str] = []
+            if type(payload) is dict:
+                for key, value in payload.items():
+                    if len(self._packer.pack(value)) <= _FIELD_KEPT:
+                        kept[key] = value
+                    else:
+                        dropped.append(str(key))
+            kept["capped"] = {"bytes": len(packed), "dropped": dropped}
+            packed = self._packer.pack([t, kind, kept])
         return packed
 
     def _compress(self, records: list[bytes]) -> bytes:
@@ -304,3 +318,37 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+#: Per-value caps tried, in order, for a record over the size limit.
+_VALUE_CAPS = (256 << 10, 16 << 10, 1 << 10)
+_FIELD_KEPT = 64 << 10  # a field of an oversized record kept whole when it packs to this or less
+
+
+def capped(payload: Any, limit: int) -> Any:
+    """``payload`` with every str/bytes longer than ``limit`` cut to ``limit`` (a str gets a
+    note of how much was cut); a dict payload says so in ``capped``. Walks at most as deep as a
+    record may nest, without recursion into anything deeper."""
+    count = 0
+
+    def cut(value: Any, depth: int) -> Any:
+        nonlocal count
+        kind = type(value)
+        if kind is str and len(value) > limit:
+            count += 1
+            return value[:limit] + f"... [wardgate: {len(value) - limit} more characters]"
+        if (kind is bytes or kind is bytearray) and len(value) > limit:
+            count += 1
+            return bytes(value[:limit])
+        if depth >= fmt.MAX_PAYLOAD_DEPTH:
+            return value
+        if kind is dict:
+            return {k: cut(v, depth + 1) for k, v in value.items()}
+        if kind is list or kind is tuple:
+            return [cut(v, depth + 1) for v in value]
+        return value
+
+    out = cut(payload, 0)
+    if count and type(out) is dict:
+        out["capped"] = {"values": count, "limit": limit}
+    return out

@@ -221,15 +221,26 @@ def test_pending_buffer_flushes_itself_at_one_mebibyte(tmp_path: Path) -> None:
     assert [r.payload for r in rec.records] == [chunk] * 7
 
 
-def test_a_record_over_the_record_cap_is_refused(tmp_path: Path) -> None:
+def test_a_record_over_the_record_cap_keeps_capped_values_and_says_so(tmp_path: Path) -> None:
+    """A value larger than a record may be never ends the session: the recording keeps the
+    value cut to a cap, and the record notes how many values were cut and at what size."""
     writer = RecordingWriter.create(tmp_path / "r.wgrec", small_header(), KEY)
-    with pytest.raises(ValueError, match="cap the payload"):
-        writer.record("output", b"x" * (fmt.MAX_RECORD_BYTES + 1))
-    with pytest.raises(ValueError, match="cap the payload"):
-        writer.close({"body": b"x" * (fmt.MAX_RECORD_BYTES + 1)})
+    huge = "4" * (fmt.MAX_RECORD_BYTES + 1)
+    writer.record("result", {"rows": [[huge, "small"]], "row_count": 1})
+    writer.record("output", b"x" * (fmt.MAX_RECORD_BYTES + 1))
+    writer.record("result", {"rows": [["y" * 1000] for _ in range(20_000)]})  # many small ones
     writer.record("output", b"still usable")
-    writer.close()
-    assert read_recording(writer.path).records[0].payload == b"still usable"
+    writer.close({"body": b"x" * (fmt.MAX_RECORD_BYTES + 1)})
+    rec = read_recording(writer.path, public_key=KEY.public_key())
+    assert rec.integrity.status == "verified"
+    first, second, third, fourth = (r.payload for r in rec.records)
+    value = first["rows"][0][0]
+    assert value.startswith("4" * 1000) and "more characters" in value
+    assert len(value) < 300 << 10
+    assert first["rows"][0][1] == "small" and first["capped"]["values"] == 1
+    assert len(second) == 256 << 10
+    assert third["capped"]["dropped"] == ["rows"] and third["capped"]["bytes"] > 20_000_000
+    assert fourth == b"still usable"
 
 
 # -- writer API ------------------------------------------------------------------------------
