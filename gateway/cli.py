@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, one_line
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -64,11 +64,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (argparse prints the whole usage first)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        line = one_line(f"{self.prog}: error: {message}; see `{self.prog} --help`")
+        self.exit(EXIT_USAGE, line + "\n")
 
 
 def _warn(message: str) -> None:
-    print(f"wardgate: warning: {message}", file=sys.stderr)
+    print(f"wardgate: warning: {one_line(message)}", file=sys.stderr)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -527,7 +528,7 @@ def _explain(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "wardgate: interrupted"
     if isinstance(exc, (GatewayError, RecordingFormatError)):
-        return EXIT_USAGE, f"wardgate: error: {' '.join(str(exc).split())}"
+        return EXIT_USAGE, f"wardgate: error: {one_line(str(exc))}"
     return None
 
 
@@ -546,7 +547,7 @@ def _report(exc: BaseException, verbose: int) -> int:
 
         traceback.print_exception(exc)
     hint = "" if verbose >= 2 else "; rerun with -vv for the traceback"
-    print(f"wardgate: internal error: {type(bug).__name__}: {' '.join(str(bug).split())} "
+    print(f"wardgate: internal error: {type(bug).__name__}: {one_line(str(bug))} "
           f"(a bug in wardgate, please report it{hint})", file=sys.stderr)  # fmt: skip
     return EXIT_INTERNAL
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.admin.client import AdminAPIError, AdminClient
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, one_line
 
 TOKEN_ENV_VAR = "WARDGATE_TOKEN"
 EXIT_REFUSED = 1
@@ -118,7 +118,7 @@ def run(func: Callable[[argparse.Namespace, AdminClient], int], args: argparse.N
         refused = exc.status is not None and 400 <= exc.status < 500
         if refused:
             hint = _NOT_FOUND_HINT.get(args.command, "") if exc.code == "not_found" else ""
-            print(f"wardgate: refused: {exc}{hint}", file=sys.stderr)
+            print(f"wardgate: refused: {one_line(str(exc))}{hint}", file=sys.stderr)
             return EXIT_REFUSED
         cause = exc.__cause__
         if exc.status is None and isinstance(cause, (OSError, http.client.HTTPException)):
@@ -129,7 +129,7 @@ def run(func: Callable[[argparse.Namespace, AdminClient], int], args: argparse.N
             )
         else:
             message = str(exc)
-        print(f"wardgate: error: {message}", file=sys.stderr)
+        print(f"wardgate: error: {one_line(message)}", file=sys.stderr)
         return EXIT_ERROR
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # an event stream not of the API
         print(f"wardgate: error: {endpoint.url} does not answer as the wardgate admin API "

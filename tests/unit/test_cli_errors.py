@@ -437,6 +437,8 @@ def _raising(exc: BaseException) -> object:
 
 FAILURES = [
     (GatewayError("bad\nthing"), 2, "wardgate: error: bad thing"),
+    (GatewayError('[x] unknown key "\x1b[2J\u202e"'), 2,
+     'wardgate: error: [x] unknown key "\\x1b[2J\\u202e"'),
     (KeyboardInterrupt(), 130, "wardgate: interrupted"),
     (ExceptionGroup("nursery", [GatewayError("port taken")]), 2, "wardgate: error: port taken"),
     (BaseExceptionGroup("nursery", [BaseExceptionGroup("inner", [KeyboardInterrupt()])]), 130,
