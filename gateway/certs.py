@@ -20,11 +20,20 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.errors import GatewayError
 
-__all__ = ["build_self_signed", "ensure_self_signed"]
+__all__ = [
+    "PEMFileError",
+    "build_self_signed",
+    "check_certificate_pair",
+    "ensure_self_signed",
+    "key_matches_certificate",
+    "read_pem_certificates",
+    "read_pem_private_key",
+]
 
 CERT_NAME = "gateway.crt"
 KEY_NAME = "gateway.key"
@@ -133,9 +142,7 @@ def _reusable(cert_path: Path, key_path: Path) -> bool:
             f"{cert_path} / {key_path}: cannot be loaded ({exc}); fix them or delete both to get "
             "a new self-signed certificate"
         ) from exc
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if key.public_key().public_bytes(der, public) != cert.public_key().public_bytes(der, public):
+    if not key_matches_certificate(key, cert):
         raise GatewayError(
             f"{cert_path}: certificate does not belong to {key_path}; replace them with a matching "
             "pair or delete both to get a new self-signed certificate"
@@ -143,6 +150,111 @@ def _reusable(cert_path: Path, key_path: Path) -> bool:
     expired = cert.not_valid_after_utc <= datetime.datetime.now(datetime.UTC)
     self_signed = cert.issuer == cert.subject
     return not (expired and self_signed)
+
+
+# --- operator-supplied PEM files -------------------------------------------------------------
+#
+# These read what the configuration names ([tls] cert_file/key_file, a target's ca_file) so that a
+# wrong file stops `wardgate config check` and `wardgate serve` with a reason, instead of failing
+# inside OpenSSL at the first connection.
+
+_MAX_PEM_BYTES = 1 << 20  # a CA bundle is a few hundred KiB; anything larger is the wrong file
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_TRUSTED_CERT = b"-----BEGIN TRUSTED CERTIFICATE-----"
+_PEM_KEY = b"PRIVATE KEY-----"  # PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY, ENCRYPTED ...
+
+
+class PEMFileError(ValueError):
+    """A PEM file is unusable; the message reads ``<path> <reason>``, ``path`` names the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} {reason}")
+        self.path = path
+
+
+def _read_pem_bytes(path: Path, openssl_command: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise PEMFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    if len(data) > _MAX_PEM_BYTES:
+        raise PEMFileError(path, f"is larger than {_MAX_PEM_BYTES} bytes, too large for PEM")
+    if not data.strip():
+        raise PEMFileError(path, "is empty")
+    if data[:1] == b"\x30":
+        # An ASN.1 SEQUENCE: the same object in binary DER encoding.
+        raise PEMFileError(
+            path,
+            "is DER (binary), not PEM; convert it with "
+            f"`openssl {openssl_command} -inform der -in {path} -out {path}.pem`",
+        )
+    if b"-----BEGIN " not in data:
+        raise PEMFileError(path, "is not PEM (no -----BEGIN ...----- line)")
+    return data
+
+
+def read_pem_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file, in file order (a chain or a CA bundle)."""
+    data = _read_pem_bytes(path, "x509")
+    if _PEM_CERT not in data and _PEM_TRUSTED_CERT not in data:
+        if _PEM_KEY in data:
+            raise PEMFileError(path, "holds a private key, not a certificate")
+        raise PEMFileError(path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise PEMFileError(path, f"holds a damaged certificate ({_first_line(exc)})") from None
+
+
+def read_pem_private_key(path: Path) -> PrivateKeyTypes:
+    """The unencrypted private key in a PEM file."""
+    data = _read_pem_bytes(path, "pkey")
+    if _PEM_KEY not in data:
+        if _PEM_CERT in data:
+            raise PEMFileError(path, "holds a certificate, not a private key")
+        raise PEMFileError(path, "holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        # The gateway starts unattended: nobody is there to type a passphrase.
+        raise PEMFileError(
+            path,
+            f"holds an encrypted private key; decrypt it (`openssl pkey -in {path} -out "
+            "NEW.key`, chmod 600 NEW.key) and name the decrypted file instead",
+        ) from None
+    except ValueError as exc:
+        raise PEMFileError(
+            path, f"holds a damaged or unsupported private key ({_first_line(exc)})"
+        ) from None
+
+
+def check_certificate_pair(cert_path: Path, key_path: Path) -> x509.Certificate:
+    """Load a certificate (chain) and its key; return the leaf. Raises PEMFileError naming the
+    file at fault (the key file when they do not belong together)."""
+    chain = read_pem_certificates(cert_path)
+    key = read_pem_private_key(key_path)
+    if not key_matches_certificate(key, chain[0]):
+        raise PEMFileError(
+            key_path,
+            f"is not the key of the certificate in {cert_path}; use the private key that "
+            "certificate was issued for",
+        )
+    return chain[0]
+
+
+def key_matches_certificate(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
+    """Whether ``key`` is the private half of the key ``cert`` certifies."""
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    mine = key.public_key().public_bytes(der, public)
+    return bool(mine == cert.public_key().public_bytes(der, public))
+
+
+def _first_line(exc: Exception) -> str:
+    # cryptography appends a FAQ link and Rust debug output; the first sentence is what helps.
+    text = str(exc).split(". See https://", 1)[0]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

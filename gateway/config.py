@@ -17,9 +17,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from gateway.certs import PEMFileError, check_certificate_pair, read_pem_certificates
 from gateway.config_schema import (
     KeyPath,
     Table,
@@ -254,7 +257,7 @@ def load_config(config_dir: Path, *, environ: Mapping[str, str] = os.environ) ->
         data_dir=data_dir,
         gateway=settings,
         auth=_auth(root.child("auth", allowed=_AUTH_KEYS), base),
-        tls=_tls(root.child("tls", allowed=_TLS_KEYS), base),
+        tls=_tls(root.child("tls", allowed=_TLS_KEYS), base, problems),
         listeners=listeners,
         targets=targets,
         rules=rules,
@@ -324,6 +327,24 @@ def approval_warnings(config: Config) -> list[str]:
     ]
 
 
+def target_glob_warnings(config: Config) -> list[str]:
+    """Rule ``targets`` patterns that match no configured target: usually a typo (``pg_*`` for
+    ``pg-*``) or a target removed from the configuration. A warning, not an error: a shared rule
+    file may name targets only some gateways have."""
+    names = sorted(config.targets)
+    known = ", ".join(names) if names else "none configured"
+    warnings: list[str] = []
+    for rule in config.rules:
+        for pattern in rule.targets or ():
+            # fnmatchcase, as the policy engine matches (case matters in target names).
+            if not any(fnmatchcase(name, pattern) for name in names):
+                warnings.append(
+                    f'{rule.source}: [[rules]] "{rule.name}" targets: "{pattern}" matches no '
+                    f"configured target (targets: {known}); check it for a typo"
+                )
+    return warnings
+
+
 def check_detectors(config: Config, known: set[str]) -> None:
     """Fail fast when ``[masking] detectors`` names a detector no plugin registered."""
     for name in config.masking.detectors:
@@ -349,6 +370,8 @@ def _existing_file(table: Table, key: str, base: Path) -> Path | None:
     if value is None:
         return None
     path = _resolve(base, value)
+    if path.is_dir():
+        raise table.error(key, f"{path} is a directory; name a file")
     if not path.is_file():
         raise table.error(
             key, f"file not found: {path} (relative paths are resolved against {base})"
@@ -371,7 +394,7 @@ def _auth(table: Table, base: Path) -> AuthConfig:
     )
 
 
-def _tls(table: Table, base: Path) -> TLSConfig:
+def _tls(table: Table, base: Path, problems: list[str]) -> TLSConfig:
     cert = _existing_file(table, "cert_file", base)
     key = _existing_file(table, "key_file", base)
     if (cert is None) != (key is None):
@@ -381,6 +404,19 @@ def _tls(table: Table, base: Path) -> TLSConfig:
             "cert_file and key_file go together; set both, or neither to use a "
             "generated self-signed certificate",
         )
+    if cert is not None and key is not None:
+        # Loaded as the listeners will load them, so a wrong file stops start-up with its key
+        # named instead of failing every TLS handshake later.
+        try:
+            leaf = check_certificate_pair(cert, key)
+        except PEMFileError as exc:
+            raise table.error("cert_file" if exc.path == cert else "key_file", str(exc)) from None
+        if leaf.not_valid_after_utc <= datetime.now(UTC):
+            problems.append(
+                f"{table.file_of('cert_file')}: {table.where('cert_file')}: the certificate in "
+                f"{cert} expired on {leaf.not_valid_after_utc:%Y-%m-%d}; clients that verify "
+                "it refuse to connect until it is renewed"
+            )
     return TLSConfig(cert_file=cert, key_file=key)
 
 
@@ -428,6 +464,17 @@ def _target(
     except ValueError as exc:
         raise table.error("address", str(exc)) from None
     ca_file = _existing_file(table, "ca_file", base)
+    tls = table.choice("tls", TARGET_TLS_MODES, "prefer")
+    if ca_file is not None:
+        try:
+            read_pem_certificates(ca_file)
+        except PEMFileError as exc:
+            raise table.error("ca_file", str(exc)) from None
+        if tls != "verify-full":
+            problems.append(
+                f"{table.file_of('ca_file')}: {table.where('ca_file')}: has no effect unless "
+                f'tls = "verify-full" (it is "{tls}")'
+            )
     return Target(
         name=name,
         protocol=table.string("protocol"),
@@ -436,7 +483,7 @@ def _target(
         user=table.optional_string("user"),
         password=_password(name, table, base, environ, problems),
         database=table.optional_string("database"),
-        tls=table.choice("tls", TARGET_TLS_MODES, "prefer"),
+        tls=tls,
         ca_file=str(ca_file) if ca_file else None,
         options=table.subtable("options"),
     )

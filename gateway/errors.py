@@ -61,3 +61,14 @@ class ProtocolError(Exception):
 
 class AuthenticationError(Exception):
     """A credential (token) was rejected. The message is safe to show to the caller."""
+
+
+def one_line(text: str) -> str:
+    """An operator-facing message as one terminal-safe line.
+
+    Whitespace runs (newlines included) become one space; control and format characters (ESC,
+    bidi overrides) that a config key, a file name or a server's reply may carry are escaped
+    rather than interpreted by the operator's terminal.
+    """
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)

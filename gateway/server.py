@@ -9,17 +9,22 @@ closed and signed by the session context manager).
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from gateway.admin import AdminServer
-from gateway.config import ListenerConfig
+from gateway.config import Config, ListenerConfig
+from gateway.config_schema import table_label
 from gateway.connector import ConnectionContext
+from gateway.errors import GatewayError
 from gateway.runtime import Gateway
 
 log = logging.getLogger("wardgate.server")
@@ -44,7 +49,10 @@ def _peer_of(stream: trio.abc.Stream) -> str:
 
 
 async def serve(gateway: Gateway, *, task_status: trio.TaskStatus[ServerState] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until :meth:`ServerState.shutdown` is called or the task is cancelled."""
+    """Serve until :meth:`ServerState.shutdown` is called or the task is cancelled.
+
+    Raises GatewayError, before serving anything, when a port cannot be bound.
+    """
     config = gateway.config
     state = ServerState()
     shutdown_requested = trio.Event()
@@ -89,68 +97,125 @@ async def serve(gateway: Gateway, *, task_status: trio.TaskStatus[ServerState] =
                 all_done.set()
 
     approvals = gateway.approvals
-    if approvals is not None:
-        # Before any listener: reviews left pending by a previous process are cancelled and
-        # grants loaded, so the first statement is judged against the grants that still hold.
-        await approvals.recover()
     admin = AdminServer(gateway) if config.admin is not None and approvals is not None else None
-
-    async with trio.open_nursery() as outer:
+    # Every port is bound before anything else happens: a port in use stops start-up before
+    # recover() cancels the pending reviews of a gateway still running there, and before any
+    # other listener accepts a connection that would then be cut.
+    bound = await bind_listeners(config, admin=admin is not None)
+    try:
+        for name, socks in bound.items():
+            host, port = socks[0].socket.getsockname()[:2]
+            state.addresses[name] = (host, port)
         if approvals is not None:
-            outer.start_soon(approvals.run)
-        # Approvers' connections outlive the data listeners' grace period: a session finishing
-        # during the grace may still be waiting for its approval.
-        async with trio.open_nursery() as admin_connections:
-            async with trio.open_nursery() as sessions:
-                async with trio.open_nursery() as accepting:
-                    if admin is not None:
-                        await _start_admin(admin, state, accepting, admin_connections)
-                    for listener in config.listeners.values():
-                        socks = await trio.open_tcp_listeners(listener.port, host=listener.host)
-                        bound = socks[0].socket.getsockname()
-                        state.addresses[listener.name] = (bound[0], bound[1])
-                        log.info("listener %s (%s) on %s:%d", listener.name, listener.protocol,
-                                 bound[0], bound[1])  # fmt: skip
+            # Before any listener accepts: reviews left pending by a previous process are
+            # cancelled and grants loaded, so the first statement is judged against the grants
+            # that still hold.
+            await approvals.recover()
 
-                        async def run(
-                            cfg: ListenerConfig = listener, ls: list[trio.SocketListener] = socks
-                        ) -> None:
-                            async def handler(stream: trio.SocketStream) -> None:
+        async with trio.open_nursery() as outer:
+            if approvals is not None:
+                outer.start_soon(approvals.run)
+            # Approvers' connections outlive the data listeners' grace period: a session
+            # finishing during the grace may still be waiting for its approval.
+            async with trio.open_nursery() as admin_connections:
+                async with trio.open_nursery() as sessions:
+                    async with trio.open_nursery() as accepting:
+                        if admin is not None:
+                            log.info("admin API on %s:%d", *state.addresses[ADMIN])
+                            accepting.start_soon(functools.partial(
+                                trio.serve_listeners, admin.handle, bound[ADMIN],
+                                handler_nursery=admin_connections,
+                            ))  # fmt: skip
+                        for listener in config.listeners.values():
+                            host, port = state.addresses[listener.name]
+                            log.info("listener %s (%s) on %s:%d",
+                                     listener.name, listener.protocol, host, port)  # fmt: skip
+
+                            async def handler(
+                                stream: trio.SocketStream, cfg: ListenerConfig = listener
+                            ) -> None:
                                 await handle(stream, cfg)
 
-                            await trio.serve_listeners(handler, ls, handler_nursery=sessions)
+                            accepting.start_soon(functools.partial(
+                                trio.serve_listeners, handler, bound[listener.name],
+                                handler_nursery=sessions,
+                            ))  # fmt: skip
+                        task_status.started(state)
+                        await shutdown_requested.wait()
+                        accepting.cancel_scope.cancel()
+                    log.info("no longer accepting; %d session(s) have %ss to finish",
+                             state.connections, config.gateway.shutdown_grace)  # fmt: skip
+                    with trio.move_on_after(config.gateway.shutdown_grace):
+                        await all_done.wait()
+                    sessions.cancel_scope.cancel()
+                admin_connections.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    finally:
+        for socks in bound.values():
+            for sock in socks:
+                sock.socket.close()  # serve_listeners closed those it served; the rest are ours
 
-                        accepting.start_soon(run)
-                    task_status.started(state)
-                    await shutdown_requested.wait()
-                    accepting.cancel_scope.cancel()
-                log.info("no longer accepting; %d session(s) have %ss to finish",
-                         state.connections, config.gateway.shutdown_grace)  # fmt: skip
-                with trio.move_on_after(config.gateway.shutdown_grace):
-                    await all_done.wait()
-                sessions.cancel_scope.cancel()
-            admin_connections.cancel_scope.cancel()
-        outer.cancel_scope.cancel()
+
+ADMIN = "admin"  # the admin API's name in ServerState.addresses (no listener may take it)
 
 
-async def _start_admin(
-    admin: AdminServer,
-    state: ServerState,
-    accepting: trio.Nursery,
-    connections: trio.Nursery,
-) -> None:
-    settings = admin.gateway.config.admin
-    if settings is None:
-        return
-    socks = await trio.open_tcp_listeners(settings.port, host=settings.host)
-    bound = socks[0].socket.getsockname()
-    state.addresses["admin"] = (bound[0], bound[1])
-    log.info("admin API on %s:%d", bound[0], bound[1])
+async def bind_listeners(config: Config, *, admin: bool) -> dict[str, list[trio.SocketListener]]:
+    """Bind the admin API (when ``admin``) and every listener, or none of them.
 
-    async def run() -> None:
-        await trio.serve_listeners(admin.handle, socks, handler_nursery=connections)
+    Raises GatewayError naming the listener, its address and the ``bind`` key to change when a
+    port cannot be bound; sockets already bound are closed first, so nothing is left half-open.
+    """
+    wanted: list[tuple[str, str, int, str, str]] = []  # name, host, port, what, protocol
+    if admin and config.admin is not None:
+        wanted.append((ADMIN, config.admin.host, config.admin.port, "admin API", ""))
+    for listener in config.listeners.values():
+        what = f'listener "{listener.name}"'
+        wanted.append((listener.name, listener.host, listener.port, what, listener.protocol))
+    bound: dict[str, list[trio.SocketListener]] = {}
+    try:
+        for name, host, port, what, protocol in wanted:
+            try:
+                bound[name] = await trio.open_tcp_listeners(port, host=host)
+            except OSError as exc:
+                raise _bind_error(config, name, host, port, what, protocol, exc) from exc
+    except BaseException:
+        for socks in bound.values():
+            for sock in socks:
+                sock.socket.close()
+        raise
+    return bound
 
-    accepting.start_soon(run)
+
+# Who else usually holds a protocol's port, for the "address already in use" hint.
+_USUAL_OCCUPANT = {"postgres": "PostgreSQL", "mysql": "MySQL or MariaDB", "ssh": "sshd"}
+
+
+def _bind_error(
+    config: Config, name: str, host: str, port: int, what: str, protocol: str, exc: OSError
+) -> GatewayError:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if name == ADMIN:
+        table, origin = "[admin]", config.origin("admin", "bind")
+    else:
+        table, origin = table_label(("listeners", name)), config.origin("listeners", name, "bind")
+    where = f"{table} bind" + (f" in {origin}" if origin else "")
+    if isinstance(exc, socket.gaierror):
+        reason = f'cannot resolve host "{host}" ({exc.strerror or exc})'
+        fix = f"use an IP address or a resolvable name in {where}"
+    elif exc.errno == errno.EADDRINUSE:
+        other = f" or {_USUAL_OCCUPANT[protocol]}" if protocol in _USUAL_OCCUPANT else ""
+        reason = f"address already in use (another wardgate{other}?)"
+        fix = f"stop that process or change {where}"
+    elif exc.errno == errno.EACCES and 0 < port < 1024:
+        reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        fix = f"use a port above 1023 in {where}"
+    elif exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        reason = f"{(exc.strerror or str(exc)).lower()} ({host} is not an address of this machine)"
+        fix = f"use one of this machine's addresses (or 0.0.0.0) in {where}"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+        fix = f"check {where}"
+    return GatewayError(f"{what} cannot listen on {address}: {reason}; {fix}")
 
 
 async def serve_until_signalled(gateway: Gateway) -> None:

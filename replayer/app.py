@@ -118,7 +118,8 @@ def main(
     if path is not None and not path.exists():
         # The default directory may not exist before the first session: that is an empty
         # browser, not an error.
-        print(f"wardgate replay: {path} does not exist", file=sys.stderr)
+        print(f"wardgate: error: {path} does not exist; give a .wgrec file or a directory "
+              "of recordings (`wardgate recordings list` shows them)", file=sys.stderr)
         return 2
     key, problem = load_public_key(public_key)
     index = SessionIndex(data_dir / INDEX_NAME if data_dir is not None else None)

@@ -10,15 +10,21 @@ line of stderr; a problem reaching the API exits 2.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import re
+import socket
+import ssl
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from gateway.admin.client import AdminAPIError, AdminClient
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, one_line
 
 TOKEN_ENV_VAR = "WARDGATE_TOKEN"
 EXIT_REFUSED = 1
@@ -26,7 +32,7 @@ EXIT_ERROR = 2
 
 
 def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[Any],
     parse_duration: Callable[[str], float],
 ) -> None:
     connection = argparse.ArgumentParser(add_help=False)
@@ -88,36 +94,128 @@ def add_parsers(
         a.set_defaults(func=_decide, kind="grants", verb=verb)
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the admin API is, which certificate is trusted, and where that came from."""
+
+    url: str
+    ca_file: str | None
+    source: str  # "--url" or "[admin] bind in FILE", for messages
+
+
 def run(func: Callable[[argparse.Namespace, AdminClient], int], args: argparse.Namespace) -> int:
     """Build the client, run one command, turn failures into an exit status and one line."""
+    endpoint = _endpoint(args)
     try:
-        client = _client(args)
+        client = AdminClient(endpoint.url, _token(args), ca_file=endpoint.ca_file)
+    except OSError as exc:  # ssl.SSLError: OpenSSL refused the CA file our PEM check accepted
+        raise GatewayError(f"cannot trust certificates from {endpoint.ca_file}: {exc}") from exc
+    except AdminAPIError as exc:
+        raise GatewayError(f"{exc} ({endpoint.source})") from exc
+    try:
         return func(args, client)
     except AdminAPIError as exc:
         refused = exc.status is not None and 400 <= exc.status < 500
-        label = "refused" if refused else "error"
-        print(f"wardgate: {label}: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if refused else EXIT_ERROR
+        if refused:
+            hint = _NOT_FOUND_HINT.get(args.command, "") if exc.code == "not_found" else ""
+            print(f"wardgate: refused: {one_line(str(exc))}{hint}", file=sys.stderr)
+            return EXIT_REFUSED
+        cause = exc.__cause__
+        if exc.status is None and isinstance(cause, (OSError, http.client.HTTPException)):
+            message = unreachable(endpoint, cause)
+        elif exc.status is None:  # it answered, but not as the API does
+            message = (
+                f"{exc} ({endpoint.url}); is the wardgate admin API there? check {endpoint.source}"
+            )
+        else:
+            message = str(exc)
+        print(f"wardgate: error: {one_line(message)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # an event stream not of the API
+        print(f"wardgate: error: {endpoint.url} does not answer as the wardgate admin API "
+              f"({exc}); check {endpoint.source}", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+
+
+_NOT_FOUND_HINT = {
+    "review": "; `wardgate review list --state all` shows the reviews you may see",
+    "access": "; `wardgate access list` shows the grants you may see",
+}
+
+
+def unreachable(endpoint: Endpoint, cause: BaseException) -> str:
+    """Why the API at ``endpoint`` could not be used, and what to check: one line."""
+    url = endpoint.url
+    if endpoint.source == "--url":
+        running = "is `wardgate serve` running, and does its [admin] bind match --url?"
+    else:
+        running = f"is `wardgate serve` running with this configuration ({endpoint.source})?"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        trusted = endpoint.ca_file or "the system's CAs"
+        return (
+            f"cannot trust the admin API at {url}: {cause.verify_message} (checked against "
+            f"{trusted}); pass --ca-file with that gateway's certificate ([tls] cert_file, or "
+            "<data_dir>/tls/gateway.crt), or -c DIR of that gateway"
+        )
+    if isinstance(cause, ssl.SSLError):
+        reason = (cause.reason or str(cause)).lower().replace("_", " ")
+        return (
+            f"TLS with {url} failed ({reason}): something other than the wardgate admin API "
+            f"answers there; {running}"
+        )
+    if isinstance(cause, ConnectionRefusedError):
+        return f"cannot reach the admin API at {url}: connection refused; {running}"
+    if isinstance(cause, socket.gaierror):
+        return (
+            f"cannot reach the admin API at {url}: the host name does not resolve "
+            f"({cause.strerror}); check {endpoint.source}"
+        )
+    if isinstance(cause, TimeoutError):
+        return f"the admin API at {url} did not answer in time; {running}"
+    if isinstance(cause, http.client.HTTPException):
+        kind = type(cause).__name__
+        return f"{url} does not answer as the wardgate admin API ({kind}); {running}"
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return f"cannot reach the admin API at {url}: {reason.lower()}; {running}"
 
 
 # --- finding the API ---------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> AdminClient:
-    token = args.token or os.environ.get(TOKEN_ENV_VAR, "")
-    if not token.strip():
+def _token(args: argparse.Namespace) -> str:
+    token = (args.token or os.environ.get(TOKEN_ENV_VAR, "")).strip()
+    if not token:
         raise GatewayError(
             f"no token: pass --token or set {TOKEN_ENV_VAR} "
             "(with the embedded issuer: wardgate token --sub you --groups ...)"
         )
-    url, ca_file = args.url, args.ca_file
-    if url is None:
-        url, found_ca = _from_config(args)
-        ca_file = ca_file or found_ca
-    return AdminClient(url, token.strip(), ca_file=ca_file)
+    return token
 
 
-def _from_config(args: argparse.Namespace) -> tuple[str, str | None]:
+def _endpoint(args: argparse.Namespace) -> Endpoint:
+    _token(args)  # no token is the first thing to say, before the configuration is read
+    if args.url is not None:
+        found = Endpoint(args.url, None, "--url")
+    else:
+        found = _from_config(args)
+    ca_file = args.ca_file or found.ca_file
+    if ca_file is not None:
+        _check_ca_file(ca_file, "--ca-file" if args.ca_file else found.source)
+    return Endpoint(found.url, ca_file, found.source)
+
+
+def _check_ca_file(path: str, source: str) -> None:
+    from gateway.certs import PEMFileError, read_pem_certificates
+
+    try:
+        read_pem_certificates(Path(path))
+    except PEMFileError as exc:
+        raise GatewayError(
+            f"{source}: {exc}; pass --ca-file with the gateway's PEM certificate"
+        ) from None
+
+
+def _from_config(args: argparse.Namespace) -> Endpoint:
     from gateway.certs import CERT_NAME
     from gateway.config import load_config, resolve_config_dir
 
@@ -127,19 +225,53 @@ def _from_config(args: argparse.Namespace) -> tuple[str, str | None]:
             f"{config.config_dir}: no [admin] table, so the gateway serves no admin API; "
             'add [admin] bind = "127.0.0.1:8443", or pass --url'
         )
+    origin = config.origin("admin", "bind")
+    source = "[admin] bind" + (f" in {origin}" if origin else "")
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.admin.host, config.admin.host)
     if config.admin.port == 0:
-        raise GatewayError("[admin] bind has port 0 (chosen at start-up); pass --url")
+        raise GatewayError(f"{source} has port 0 (chosen at start-up); pass --url")
     shown = f"[{host}]" if ":" in host else host
     cert = config.tls.cert_file or (config.data_dir / "tls" / CERT_NAME)
-    return f"https://{shown}:{config.admin.port}", str(cert) if Path(cert).is_file() else None
+    ca_file = str(cert) if Path(cert).is_file() else None
+    return Endpoint(f"https://{shown}:{config.admin.port}", ca_file, source)
 
 
-# --- commands ----------------------------------------------------------------------------------
+# --- ids -----------------------------------------------------------------------------------------
+
+# Review and grant ids are "r-"/"g-" and hex (gateway/approvals/models.py); the admin API takes
+# [A-Za-z0-9-]{1,64}. Checked here so that a typo, or a grant id given to `review`, says so.
+_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_ID_KINDS = {"reviews": ("r-", "review", "review list --state all"),
+             "grants": ("g-", "grant", "access list")}  # fmt: skip
+
+
+def _item_id(value: str, kind: str) -> str:
+    prefix, noun, lister = _ID_KINDS[kind]
+    value = value.strip()
+    if _ID.fullmatch(value):
+        if value.startswith(prefix):
+            return value
+        for other_prefix, other_noun, other_lister in _ID_KINDS.values():
+            if other_prefix != prefix and value.startswith(other_prefix):
+                raise GatewayError(
+                    f"{value} is a {other_noun} id, not a {noun} id; "
+                    f"`wardgate {other_lister.split()[0]} ...` handles {other_noun}s"
+                )
+    raise GatewayError(
+        f"not a {noun} id: {value!r}; {noun} ids look like {prefix}0a1b2c3d4e "
+        f"(`wardgate {lister}` shows them)"
+    )
 
 
 def _states(value: str) -> str:
-    return "" if value.strip() == "all" else f"state={quote(value.strip(), safe=',')}&"
+    """``--state "pending, approved"`` -> the query part: trimmed, empty entries dropped."""
+    words = list(dict.fromkeys(w.strip() for w in value.split(",") if w.strip()))
+    if not words or words == ["all"]:
+        return ""
+    return f"state={quote(','.join(words), safe=',')}&"
+
+
+# --- commands ----------------------------------------------------------------------------------
 
 
 def _review_list(args: argparse.Namespace, client: AdminClient) -> int:
@@ -158,7 +290,7 @@ def _review_list(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def _review_show(args: argparse.Namespace, client: AdminClient) -> int:
-    review = client.request("GET", f"/v1/reviews/{quote(args.id, safe='')}")
+    review = client.request("GET", f"/v1/reviews/{_item_id(args.id, 'reviews')}")
     if args.json:
         print(json.dumps(review, ensure_ascii=True))
         return 0
@@ -181,7 +313,7 @@ def _review_show(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def _decide(args: argparse.Namespace, client: AdminClient) -> int:
-    path = f"/v1/{args.kind}/{quote(args.id, safe='')}/{args.verb}"
+    path = f"/v1/{args.kind}/{_item_id(args.id, args.kind)}/{args.verb}"
     item = client.request("POST", path, {"reason": args.reason})
     what = "review" if args.kind == "reviews" else "grant"
     extra = ""
@@ -194,8 +326,17 @@ def _decide(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def _watch(args: argparse.Namespace, client: AdminClient) -> int:
-    for kind, item in client.events():
-        print(json.dumps({"event": kind, **item}, ensure_ascii=True), flush=True)
+    started = False
+    try:
+        for kind, item in client.events():
+            started = True
+            print(json.dumps({"event": kind, **item}, ensure_ascii=True), flush=True)
+    except AdminAPIError as exc:
+        if not started:
+            raise  # never connected: run() says why the API cannot be reached
+        print(f"wardgate: error: {exc} (did the gateway stop?); run the command again to "
+              "resume", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     return 0
 
 
@@ -227,7 +368,7 @@ def _access_list(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def _access_show(args: argparse.Namespace, client: AdminClient) -> int:
-    grant = client.request("GET", f"/v1/grants/{quote(args.id, safe='')}")
+    grant = client.request("GET", f"/v1/grants/{_item_id(args.id, 'grants')}")
     if args.json:
         print(json.dumps(grant, ensure_ascii=True))
         return 0

@@ -131,7 +131,9 @@ class _Scanner:
         try:
             self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
-            raise RecordingFormatError(f"recording {path} could not be read: {exc}") from exc
+            raise RecordingFormatError(
+                f"recording {path} could not be read: {exc.strerror or exc}"
+            ) from exc
 
     def close(self) -> None:
         self._file.close()
@@ -154,7 +156,9 @@ class _Scanner:
         try:
             data = self._file.read(n)
         except OSError as exc:
-            raise RecordingFormatError(f"recording {self.path} could not be read: {exc}") from exc
+            raise RecordingFormatError(
+                f"recording {self.path} could not be read: {exc.strerror or exc}"
+            ) from exc
         self._offset += len(data)
         return data
 
@@ -162,7 +166,10 @@ class _Scanner:
         raw = self._read(len(fmt.MAGIC))
         prefix = fmt.MAGIC_PREFIX
         if raw[: len(prefix)] != prefix[: len(raw)]:
-            raise RecordingFormatError(f"{self.path} is not a wardgate recording (bad magic)")
+            raise RecordingFormatError(
+                f"{self.path} is not a wardgate recording (it does not start with the "
+                "recording magic bytes)"
+            )
         if len(raw) == len(fmt.MAGIC) and raw[-1] != fmt.FORMAT_VERSION:
             raise RecordingFormatError(
                 f"{self.path} is recording format version {raw[-1]}; "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.certs import ensure_self_signed
 from gateway.config import (
     DEFAULT_DETECTORS,
     Config,
@@ -322,8 +323,10 @@ def test_cleartext_password_with_tls_is_flagged(tmp_path: Path) -> None:
 
 
 def test_tls_files_and_jwks_resolve_and_must_exist(tmp_path: Path) -> None:
-    for name in ("gw.crt", "gw.key", "jwks.json"):
-        (tmp_path / name).write_text("x")
+    cert, key = ensure_self_signed(tmp_path / "pair")
+    (tmp_path / "gw.crt").write_bytes(cert.read_bytes())
+    (tmp_path / "gw.key").write_bytes(key.read_bytes())
+    (tmp_path / "jwks.json").write_text("x")
     config = load(
         tmp_path,
         {

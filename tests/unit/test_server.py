@@ -6,6 +6,8 @@ A probe connector registered as a plugin stands in for a protocol so the core is
 from __future__ import annotations
 
 import dataclasses
+import errno
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,16 @@ import trio
 
 from gateway.config import ListenerConfig, LimitsConfig, GatewaySettings, load_config
 from gateway.connector import ConnectionContext
+from gateway.errors import GatewayError
 from gateway.hookspecs import hookimpl
 from gateway.model import Identity, Target
 from gateway.plugins import PluginHost
 from gateway.recording import read_recording
 from gateway.runtime import Gateway, build_gateway
-from gateway.server import ServerState, serve
+from gateway.server import ServerState, _bind_error, serve
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class ProbeConnector:
@@ -137,3 +143,120 @@ async def test_graceful_shutdown_stops_accepting_and_closes_recordings(tmp_path:
     assert rec.integrity.status == "verified"
     assert [r.kind for r in rec.records] == ["note"]
     assert rec.end is not None
+
+
+# --- a port that cannot be bound ------------------------------------------------------------
+
+
+def _conf_with_listeners(tmp_path: Path, ports: dict[str, int], admin: int | None = None) -> Path:
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    text = '[gateway]\ndata_dir = "state"\n'
+    for name, port in ports.items():
+        text += f'[listeners.{name}]\nprotocol = "postgres"\nbind = "127.0.0.1:{port}"\n'
+    if admin is not None:
+        text += f'[admin]\nbind = "127.0.0.1:{admin}"\n'
+    (conf / "10.toml").write_text(text)
+    return conf
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def test_a_listener_port_in_use_stops_serve_naming_listener_address_and_key(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        free = free_port()
+        conf = _conf_with_listeners(tmp_path, {"first": free, "pg": busy})
+        gw = build_gateway(load_config(conf))
+        recovered: list[bool] = []
+        assert gw.approvals is not None
+        gw.approvals.recover = lambda: recovered.append(True)  # type: ignore[method-assign]
+        with pytest.raises(GatewayError) as info:
+            await serve(gw)
+        await gw.aclose()
+    assert str(info.value) == (
+        f'listener "pg" cannot listen on 127.0.0.1:{busy}: address already in use (another '
+        f"wardgate or PostgreSQL?); stop that process or change [listeners.pg] bind in "
+        f"{conf}/10.toml"
+    )
+    assert _port_is_free(free)  # the listener bound before it is not left open
+    assert recovered == []  # nothing of a gateway still running there was touched
+
+
+async def test_the_admin_port_in_use_stops_serve_naming_the_admin_bind(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        free = free_port()
+        conf = _conf_with_listeners(tmp_path, {"pg": free}, admin=busy)
+        gw = build_gateway(load_config(conf))
+        with pytest.raises(GatewayError) as info:
+            await serve(gw)
+        await gw.aclose()
+    assert str(info.value) == (
+        f"admin API cannot listen on 127.0.0.1:{busy}: address already in use (another "
+        f"wardgate?); stop that process or change [admin] bind in {conf}/10.toml"
+    )
+    assert _port_is_free(free)
+
+
+async def test_an_address_not_on_this_machine_is_named_with_the_fix(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    (conf / "10.toml").write_text(
+        '[gateway]\ndata_dir = "state"\n'
+        '[listeners.pg]\nprotocol = "postgres"\nbind = "192.0.2.1:6432"\n'  # TEST-NET-1
+    )
+    gw = build_gateway(load_config(conf))
+    with pytest.raises(GatewayError) as info:
+        await serve(gw)
+    await gw.aclose()
+    assert str(info.value) == (
+        'listener "pg" cannot listen on 192.0.2.1:6432: cannot assign requested address '
+        "(192.0.2.1 is not an address of this machine); use one of this machine's addresses "
+        f"(or 0.0.0.0) in [listeners.pg] bind in {conf}/10.toml"
+    )
+
+
+BIND_ERRORS = [
+    pytest.param(
+        OSError(errno.EACCES, "Permission denied"), 80,
+        'listener "pg" cannot listen on 127.0.0.1:80: permission denied (ports below 1024 need '
+        "root or CAP_NET_BIND_SERVICE); use a port above 1023 in [listeners.pg] bind in F.toml",
+        id="privileged port",
+    ),
+    pytest.param(
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"), 6432,
+        'listener "pg" cannot listen on 127.0.0.1:6432: cannot resolve host "127.0.0.1" (Name '
+        "or service not known); use an IP address or a resolvable name in [listeners.pg] bind "
+        "in F.toml",
+        id="unresolvable host",
+    ),
+    pytest.param(
+        OSError(errno.EMFILE, "Too many open files"), 6432,
+        'listener "pg" cannot listen on 127.0.0.1:6432: too many open files; check '
+        "[listeners.pg] bind in F.toml",
+        id="anything else",
+    ),
+]
+
+
+@pytest.mark.parametrize(("exc", "port", "line"), BIND_ERRORS)
+def test_bind_errors_read_as_one_line_with_the_fix(exc: OSError, port: int, line: str) -> None:
+    config = dataclasses.replace(
+        load_config(REPO / "conf.d", environ={}),
+        origins={("listeners", "pg", "bind"): "F.toml"},
+    )
+    assert str(_bind_error(config, "pg", "127.0.0.1", port, 'listener "pg"', "postgres", exc)) == line
