@@ -59,7 +59,7 @@ class TypeDesc:
     fields: tuple[int, ...] | None = None
     #: ARRAY: the element type's delimiter in the text form (';' for box, ',' otherwise).
     delim: str = ","
-    #: NUMBER and GEOMETRY: the builtin type whose binary layout the values have.
+    #: NUMBER, GEOMETRY, HARMLESS, BOOL: the builtin type whose binary layout the values have.
     base: int = 0
 
     def __post_init__(self) -> None:
@@ -73,7 +73,6 @@ class TypeDesc:
 
 def _scalars() -> dict[int, TypeDesc]:
     text = TypeDesc(Kind.TEXT)
-    harmless = TypeDesc(Kind.HARMLESS)
     opaque = TypeDesc(Kind.OPAQUE)
     table: dict[int, TypeDesc] = {}
     # name, text, bpchar, varchar, refcursor, xml, cstring, unknown, pg_node_tree: their binary
@@ -85,7 +84,7 @@ def _scalars() -> dict[int, TypeDesc]:
         table[oid] = TypeDesc(Kind.NUMBER, base=oid)
     for oid in (600, 601, 602, 603, 604, 628, 718):  # point lseg path box polygon line circle
         table[oid] = TypeDesc(Kind.GEOMETRY, base=oid)
-    table[16] = TypeDesc(Kind.BOOL)
+    table[16] = TypeDesc(Kind.BOOL, base=16)
     table[17] = TypeDesc(Kind.BYTEA)
     table[114] = TypeDesc(Kind.JSON)
     table[3802] = TypeDesc(Kind.JSONB)
@@ -99,7 +98,7 @@ def _scalars() -> dict[int, TypeDesc]:
         869, 650, 829, 774, 2950, 3220,
         1560, 1562, 2970, 5038, 1033, 2278,
     ):  # fmt: skip
-        table[oid] = harmless
+        table[oid] = TypeDesc(Kind.HARMLESS, base=oid)  # base: for the binary size check
     # Full-text search values, jsonpath, extended statistics, BRIN summaries: readable only by
     # the server; their text is scanned and a finding NULLs them.
     for oid in (3614, 3615, 3642, 4072, 3361, 3402, 5017, 4600, 4601, 32):

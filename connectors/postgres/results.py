@@ -188,7 +188,7 @@ class ResultSet:
                     if masked is text:
                         continue
                     new = masked.encode("utf-8", "replace")
-            elif kind in _NOT_SCANNED and not whole:
+            elif kind in _NOT_SCANNED and not whole and not binary:
                 continue
             else:
                 result = (

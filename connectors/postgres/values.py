@@ -85,6 +85,13 @@ _MAX_EXPAND_CHARS = 1 << 16
 
 _OPAQUE = TypeDesc(Kind.OPAQUE)
 _NOT_SCANNED = (Kind.HARMLESS, Kind.BOOL)
+#: Binary sizes of the fixed-layout types that are not scanned: a value of another size is not
+#: what its type says (a hostile or broken target) and is NULLed rather than forwarded unread.
+FIXED_SIZES: Final = {
+    16: 1, 18: 1, 1082: 4, 1083: 8, 1114: 8, 1184: 8, 1186: 16, 1266: 12, 2950: 16, 829: 6,
+    774: 8, 3220: 8, 28: 4, 29: 4, 5069: 8, 27: 6, 24: 4, 2202: 4, 2203: 4, 2204: 4, 2205: 4,
+    2206: 4, 3734: 4, 3769: 4, 4089: 4, 4096: 4, 4191: 4, 2278: 0,
+}  # fmt: skip
 _EXPONENT_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]{1,4}")
 _MONEY_NOISE = re.compile(r"[^0-9.\-]")
 
@@ -172,10 +179,22 @@ class ValueMasker:
             return _encode(out)
         return out
 
+    def text_str(self, text: str, desc: TypeDesc, *, whole: bool = False) -> str | None | Unchanged:
+        """Like :meth:`text_desc` on a value already decoded (COPY fields)."""
+        if whole:
+            replacement = whole_text(desc)
+            if replacement is None:
+                return None
+            masked = replacement.decode()
+            return UNCHANGED if text == masked else masked
+        if not self.scanning or desc.kind in _NOT_SCANNED:
+            return UNCHANGED
+        return self._text(text, desc, 0)
+
     def binary_desc(self, value: bytes, desc: TypeDesc, *, whole: bool = False) -> Masked:
         if whole:
             return _whole(value, whole_binary(desc))
-        if not self.scanning or desc.kind in _NOT_SCANNED:
+        if not self.scanning:
             return UNCHANGED
         return self._binary(bytes(value), desc, 0)
 
@@ -407,7 +426,8 @@ class ValueMasker:
             masked = self._mask(text)
             return UNCHANGED if masked is text else _encode(masked)
         if kind in _NOT_SCANNED:
-            return UNCHANGED
+            size = FIXED_SIZES.get(desc.base)
+            return None if size is not None and len(value) != size else UNCHANGED
         if kind is Kind.NUMBER:
             number = number_text(desc.base, value)
             return None if number is None or self._number_found(number) else UNCHANGED
@@ -425,7 +445,7 @@ class ValueMasker:
         if kind is Kind.ARRAY:
             return self._array_binary(value, desc, depth)
         if kind is Kind.COMPOSITE:
-            return self._record_binary(value, depth)
+            return self._record_binary(value, desc, depth)
         if kind is Kind.RANGE:
             return self._range_binary(value, desc, depth)
         if kind is Kind.MULTIRANGE:
@@ -467,14 +487,10 @@ class ValueMasker:
         return b"\x01" + encoded if jsonb else encoded
 
     def _array_binary(self, value: bytes, desc: TypeDesc, depth: int) -> Masked:
-        # The element type is in the header; elements that are never scanned spare the parse.
-        elem_oid = int.from_bytes(value[8:12], "big") if len(value) >= 12 else 0
-        elem = self.describe(elem_oid)
-        if elem.kind in _NOT_SCANNED:
-            return UNCHANGED
         array = parse_array(value)
-        if array is None:
-            return None
+        if array is None or (desc.elem and array.elem_oid != desc.elem):
+            return None  # malformed, or elements of another type than the column's
+        elem = self.describe(array.elem_oid)
         changed = False
         out: list[bytes | None] = []
         for element in array.elements:
@@ -489,10 +505,12 @@ class ValueMasker:
                 out.append(masked if isinstance(masked, bytes) else None)
         return build_array(array, out) if changed else UNCHANGED
 
-    def _record_binary(self, value: bytes, depth: int) -> Masked:
+    def _record_binary(self, value: bytes, desc: TypeDesc, depth: int) -> Masked:
         fields = parse_record(value)
         if fields is None:
             return None
+        if desc.fields is not None and tuple(oid for oid, _ in fields) != desc.fields:
+            return None  # not the fields the catalog describes: cannot trust the types
         changed = False
         out: list[tuple[int, bytes | None]] = []
         for oid, field in fields:
