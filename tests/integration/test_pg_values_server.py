@@ -362,3 +362,83 @@ def test_random_text_containers_round_trip_through_the_server(
         return  # the server cannot read an anonymous record back
     rendered = server_reads(conn, masked, oid, binary)
     assert CARD not in rendered
+
+
+# -- COPY TO STDOUT: the server's own CopyData messages, masked, loaded back with COPY FROM -------
+
+COPY_TABLES = """
+CREATE TABLE wg_values.copy_src (
+    id int4, name text, card int8, note text, doc jsonb, tags text[], born date, amount numeric
+);
+CREATE TABLE wg_values.copy_dst (LIKE wg_values.copy_src);
+INSERT INTO wg_values.copy_src VALUES
+    (1, 'Ada', 42, 'plain, "quoted" and	tab', '{"a": [1, 2]}', '{x,"y z"}', '2024-01-15', 19.99),
+    (2, 'Bob', 4111111111111111, 'line one
+line two \\ back', '{"c": "4111111111111111"}', ARRAY['4111111111111111', 'ok'], NULL, NULL),
+    (3, 'card 4111111111111111', NULL, NULL, NULL, NULL, NULL, 4111111111111111),
+    (4, '', 7, '\\N', '{}', '{}', '2000-02-29', 0);
+"""
+
+COPY_FORMATS = [
+    "",
+    "(format csv)",
+    "(format csv, header true, force_quote *)",
+    "(format csv, delimiter ';', null 'NIL', quote '''', escape '\\')",
+    "(format text, delimiter '|', null '<null>')",
+    "(format binary)",
+]
+
+
+@pytest.fixture(scope="module")
+def copy_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
+    conn.execute(COPY_TABLES)
+    return [r[0] for r in conn.execute(
+        "SELECT atttypid FROM pg_attribute WHERE attrelid = 'wg_values.copy_src'::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    ).fetchall()]
+
+
+@pytest.mark.parametrize("options", COPY_FORMATS)
+def test_copy_out_masked_loads_back_into_the_server(
+    conn: psycopg.Connection[tuple[object, ...]], registry: TypeRegistry,
+    copy_tables: list[int], options: str,
+) -> None:
+    import json as _json
+
+    import pglast.parser
+
+    from connectors.postgres.copydata import BinaryCopyMasker, CopyOptions, TextCopyMasker
+
+    statement = f"COPY wg_values.copy_src TO STDOUT {options}"
+    node = _json.loads(pglast.parser.parse_sql_json(statement))["stmts"][0]["stmt"]
+    opts = CopyOptions.from_statement(node)
+    cur = conn.cursor()
+    with cur.copy(statement) as copy:
+        payloads = [bytes(block) for block in copy]
+    assert any(CARD.encode() in p for p in payloads)
+    masks = [False, False, False, False, False, False, False, False]
+    if opts.format == "binary":
+        binary = BinaryCopyMasker(copy_tables, masks, registry, MASKER)
+        out = [binary.feed(p) for p in payloads]
+        binary.finish()
+    else:
+        text = TextCopyMasker(opts, copy_tables, masks, registry, MASKER)
+        out = [text.mask(p) for p in payloads]
+    assert not any(CARD.encode() in o for o in out)
+    # Clean rows are forwarded as the very bytes the server sent.
+    if opts.format != "binary":
+        assert any(o is p for o, p in zip(out, payloads, strict=True))
+    conn.execute("TRUNCATE wg_values.copy_dst")
+    load = statement.replace("copy_src TO STDOUT", "copy_dst FROM STDIN").replace(", force_quote *", "")
+    with cur.copy(load) as copy:
+        for block in out:
+            if block:
+                copy.write(block)
+    src = conn.execute("SELECT * FROM wg_values.copy_src ORDER BY id").fetchall()
+    dst = conn.execute("SELECT * FROM wg_values.copy_dst ORDER BY id").fetchall()
+    assert dst[0] == src[0] and dst[3] == src[3]  # clean rows, byte for byte
+    assert CARD not in repr(dst)
+    assert dst[1][2] is None and dst[2][7] is None  # the card as int8 / numeric: NULL
+    assert dst[1][3] == src[1][3]  # the note with a newline and a backslash survived re-escaping
+    assert dst[1][4] == {"c": "****-****-****-1111"} and dst[1][5] == ["****-****-****-1111", "ok"]
+    assert dst[2][1] == "card ****-****-****-1111"
