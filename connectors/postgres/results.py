@@ -115,12 +115,14 @@ class ResultSet:
         self.row_masker: RowMasker | None = (
             _row_masker(masker, self.names) if self.names is not None else None
         )
-        self._plan: tuple[tuple[bool, bool, TypeDesc], ...] = ()
+        self._plan: tuple[tuple[int, bool, bool, TypeDesc, bool], ...] = ()
         self._needs_scan = False
         self._make_plan()
 
     def _make_plan(self) -> None:
-        """Per column: (binary, hide whole, type description), and whether any can change."""
+        """The columns a row's masking must look at: (index, binary, hide whole, type, hot),
+        ``hot`` for text scanned in place. Text-format values of unscanned types (dates, uuids,
+        booleans) are left out: they cost nothing per row."""
         masked = self.row_masker.masked_columns if self.row_masker is not None else ()
         plan = []
         for i, oid in enumerate(self.types):
@@ -128,9 +130,14 @@ class ResultSet:
                 i < len(self.column_masks) and self.column_masks[i]
             )
             binary = i < len(self.binary) and self.binary[i]
-            plan.append((binary, whole, self._values.describe(oid)))
+            desc = self._values.describe(oid)
+            if desc.kind in _NOT_SCANNED and not whole and not binary:
+                continue
+            plan.append((i, binary, whole, desc, desc.kind is Kind.TEXT and not whole))
         self._plan = tuple(plan)
-        self._needs_scan = bool(self.masker.detectors) or any(whole for _, whole, _ in plan)
+        self._needs_scan = bool(plan) and (
+            bool(self.masker.detectors) or any(p[2] for p in plan)
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -170,13 +177,12 @@ class ResultSet:
         mask_text = self.masker.mask_text
         typed = self._values
         out: list[bytes | None] | None = None
-        for i, (binary, whole, desc) in enumerate(self._plan):
+        for i, binary, whole, desc, hot in self._plan:
             raw = values[i]
             if raw is None:
                 continue
-            kind = desc.kind
             new: bytes | None
-            if kind is Kind.TEXT and not whole:
+            if hot:
                 # The hot path, as the text-only masker had it: text (binary text is the same
                 # bytes) scanned in place, forwarded untouched when clean.
                 try:
@@ -188,8 +194,6 @@ class ResultSet:
                     if masked is text:
                         continue
                     new = masked.encode("utf-8", "replace")
-            elif kind in _NOT_SCANNED and not whole and not binary:
-                continue
             else:
                 result = (
                     typed.binary_desc(raw, desc, whole=whole)
