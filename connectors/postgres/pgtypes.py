@@ -13,6 +13,7 @@ A registry belongs to one target database (user OIDs mean nothing elsewhere).
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -26,6 +27,7 @@ __all__ = [
     "TypeRegistry",
     "parse_type_rows",
     "types_query",
+    "user_types_query",
 ]
 
 
@@ -184,10 +186,10 @@ class TypeRegistry:
         """The OIDs among ``oids`` and the types they are made of that the registry does not
         know, in first-seen order: what to pass to :func:`types_query`."""
         seen: set[int] = set()
-        todo = [o for o in oids]
+        todo = deque(oids)
         out: list[int] = []
         while todo and len(seen) < _MAX_WALK:
-            oid = todo.pop()
+            oid = todo.popleft()
             if oid in seen or oid <= 0:
                 continue
             seen.add(oid)
@@ -205,6 +207,7 @@ class TypeRegistry:
 # --- the catalog query ---------------------------------------------------------------------------
 
 _MAX_QUERY_OIDS = 1000
+_MAX_QUERY_ROWS = 20000
 _RECURSION_DEPTH = 8
 
 # Every name is schema-qualified and every operator spelled OPERATOR(pg_catalog.x): an agent can
@@ -213,7 +216,7 @@ _RECURSION_DEPTH = 8
 # (rngmultitypid) only exists from PostgreSQL 14 on; on 13 the lookup is NULL, as it should be.
 _QUERY = """\
 WITH RECURSIVE wanted(oid, depth) AS (
-    SELECT w.oid, 0 FROM pg_catalog.unnest('{{{oids}}}'::pg_catalog.oid[]) AS w(oid)
+    SELECT w.oid, 0 FROM ({seed}) AS w(oid)
   UNION
     SELECT d.oid, wanted.depth OPERATOR(pg_catalog.+) 1
     FROM wanted
@@ -250,7 +253,19 @@ SELECT t.oid::pg_catalog.text,
         WHERE (pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.->>) 'rngmultitypid')
               OPERATOR(pg_catalog.=) t.oid::pg_catalog.text)
 FROM pg_catalog.pg_type t
-WHERE t.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT wanted.oid FROM wanted))"""
+WHERE t.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT wanted.oid FROM wanted))
+LIMIT {limit}"""
+
+_GIVEN_SEED = "SELECT o FROM pg_catalog.unnest('{{{oids}}}'::pg_catalog.oid[]) AS o"
+# Every type created in the database except tables' row types and their arrays (a database with
+# many tables has two of those per table; they are looked up when a result uses one).
+_USER_SEED = """SELECT t.oid FROM pg_catalog.pg_type t
+        LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.typrelid
+        LEFT JOIN pg_catalog.pg_type e ON e.oid OPERATOR(pg_catalog.=) t.typelem
+        LEFT JOIN pg_catalog.pg_class ec ON ec.oid OPERATOR(pg_catalog.=) e.typrelid
+        WHERE t.oid OPERATOR(pg_catalog.>=) {first}
+          AND (c.oid IS NULL OR c.relkind OPERATOR(pg_catalog.=) 'c')
+          AND (ec.oid IS NULL OR ec.relkind OPERATOR(pg_catalog.=) 'c')"""
 
 #: The columns each row of :func:`types_query` has, in order.
 TYPE_ROW_COLUMNS = (
@@ -271,7 +286,16 @@ def types_query(oids: Iterable[int]) -> str:
         raise ValueError("types_query needs at least one type OID")
     if len(wanted) > _MAX_QUERY_OIDS:
         raise ValueError(f"types_query takes at most {_MAX_QUERY_OIDS} OIDs at once")
-    return _QUERY.format(oids=",".join(str(o) for o in wanted), depth=_RECURSION_DEPTH)
+    seed = _GIVEN_SEED.format(oids=",".join(str(o) for o in wanted))
+    return _QUERY.format(seed=seed, depth=_RECURSION_DEPTH, limit=_MAX_QUERY_ROWS)
+
+
+def user_types_query() -> str:
+    """Like :func:`types_query` for every type created in the database (enums, domains,
+    composite types, ranges, extension types and their arrays), tables' row types left out:
+    what to run once when a session starts, so results rarely meet an unknown OID."""
+    seed = _USER_SEED.format(first=FIRST_UNPINNED_OID)
+    return _QUERY.format(seed=seed, depth=_RECURSION_DEPTH, limit=_MAX_QUERY_ROWS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,12 @@ from connectors.postgres.binary import (
     parse_array,
     parse_record,
 )
-from connectors.postgres.pgtypes import TypeRegistry, parse_type_rows, types_query
+from connectors.postgres.pgtypes import (
+    TypeRegistry,
+    parse_type_rows,
+    types_query,
+    user_types_query,
+)
 from connectors.postgres.textvalues import (
     format_array,
     format_record,
@@ -314,6 +319,22 @@ def test_catalog_query_resists_a_shadowing_search_path(
         conn.execute("RESET search_path")
     assert oids <= described
     assert shadowed == (0,)
+
+
+def test_user_types_query_describes_the_same_types_in_one_go(
+    conn: psycopg.Connection[tuple[object, ...]], registry: TypeRegistry
+) -> None:
+    oids = [r[0] for r in conn.execute(
+        "SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = 'wg_values' AND t.typrelid = 0 OR t.typname IN ('person', 'inner_t')"
+    ).fetchall()]
+    conn.execute("SET search_path = wg_evil, pg_catalog")
+    try:
+        described = parse_type_rows(conn.execute(user_types_query()).fetchall())
+    finally:
+        conn.execute("RESET search_path")
+    for oid in oids:
+        assert described.get(oid) == registry.describe(oid), oid
 
 
 # -- differential fuzzing: random arrays and records through the real server --------------------
