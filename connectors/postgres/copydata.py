@@ -49,9 +49,10 @@ _ENCODINGS = {
     "WIN1254": "cp1254", "WIN1255": "cp1255", "WIN1256": "cp1256", "WIN1257": "cp1257",
     "WIN1258": "cp1258", "KOI8R": "koi8-r", "KOI8U": "koi8-u",
 }  # fmt: skip
-#: Kinds whose raw text shows every finding its decoded value holds (no escapes, no encodings
-#: inside): a clean row of only these needs no field splitting.
-_PLAIN_KINDS = (Kind.TEXT, Kind.NUMBER, Kind.HARMLESS, Kind.BOOL, Kind.ENUM, Kind.OPAQUE)
+#: Kinds whose raw text shows every finding its decoded value holds (no escapes, no encodings,
+#: no exponents inside): a clean row of only these needs no field splitting.
+_PLAIN_KINDS = (Kind.TEXT, Kind.HARMLESS, Kind.BOOL, Kind.ENUM, Kind.OPAQUE)
+_PLAIN_NUMBERS = (20, 21, 23, 26, 1700)  # integers and numeric: never an exponent or a "$"
 #: Delimiters that no detector takes for part of a value (a space or a dash would join fields).
 _SAFE_DELIMITERS = "\t,|;"
 
@@ -210,7 +211,10 @@ class TextCopyMasker:
         self._prefilter = (
             not any(self._whole)
             and options.delimiter in _SAFE_DELIMITERS
-            and all(d.kind in _PLAIN_KINDS for d in self._descs)
+            and all(
+                d.kind in _PLAIN_KINDS or (d.kind is Kind.NUMBER and d.base in _PLAIN_NUMBERS)
+                for d in self._descs
+            )
         )
         self.rows = 0
         self.masked_rows = 0

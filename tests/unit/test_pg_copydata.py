@@ -115,6 +115,13 @@ def test_text_copy_masked_value_gets_copy_escapes() -> None:
     assert out == f"x\\t{MASKED}\\\\y\n".encode()
 
 
+def test_text_copy_floats_and_money_are_scanned_as_the_digits_they_are() -> None:
+    # 4.111111111111111e+15 holds no digit run a raw scan of the row would see.
+    masker = TextCopyMasker(CopyOptions(), [701, 790, 25], None, REG, MASKER)
+    out = masker.mask(b"4.111111111111111e+15\t$4,111,111,111,111,111.00\tx\n")
+    assert out == b"\\N\t\\N\tx\n"
+
+
 def test_a_row_of_the_wrong_width_is_a_protocol_error() -> None:
     masker = text_masker(CopyOptions())
     with pytest.raises(ProtocolError):
