@@ -251,8 +251,9 @@ class ValueMasker:
                 if self._text(rng, range_desc, depth + 1) is not UNCHANGED:
                     return None
             return UNCHANGED
-        # Enums, opaque types: the text can be scanned, not rewritten.
-        return None if self._found(text) else UNCHANGED
+        # Enums, opaque types: the text can be scanned, not rewritten. Scanned as numbers are
+        # (exponents spelled out): an opaque value may well hold one.
+        return None if self._number_found(text) else UNCHANGED
 
     def _array_text(self, text: str, desc: TypeDesc, depth: int) -> _TextMasked:
         elem = self.describe(desc.elem) if desc.elem else _OPAQUE
@@ -304,7 +305,7 @@ class ValueMasker:
                 masked = self._text(field, self.describe(known[i]), depth + 1)
             else:
                 # Field types unknown (an anonymous record): a finding NULLs the field.
-                masked = None if self._found(field) else UNCHANGED
+                masked = None if self._number_found(field) else UNCHANGED
             if masked is UNCHANGED:
                 out.append(field)
             else:
@@ -353,8 +354,9 @@ class ValueMasker:
 
     def _json(self, text: str) -> _TextMasked:
         raw = self._mask(text)
-        # Escapes (\u0034...) can hide what the raw scan would see: only then must it parse.
-        if raw is text and "\\" not in text:
+        # Escapes (\u0034...) and exponents (json keeps 4.111111111111111e15 as written) can
+        # hide what the raw scan would see: only then must a clean-looking document be parsed.
+        if raw is text and "\\" not in text and not _has_exponent(text):
             return UNCHANGED
         if len(text) > MAX_JSON_CHARS:
             return None
@@ -544,6 +546,10 @@ def _encode(text: str) -> bytes | None:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a json escape: nothing to send safely
         return None
+
+
+def _has_exponent(text: str) -> bool:
+    return ("e" in text or "E" in text) and _EXPONENT_NUMBER.search(text) is not None
 
 
 def _spell_out(match: re.Match[str]) -> str:

@@ -89,6 +89,8 @@ TEXT_CASES = [
     (114, '{"password": "hunter2", "n": 1.50}', '{"password": "****", "n": 1.50}'),
     (114, '{"a": 1, "a": 2, "c": "' + CARD + '"}', f'{{"a": 1, "a": 2, "c": "{MASKED_CARD}"}}'),
     (3802, f'{{"a": "{CARD}", broken', None),  # unparseable: NULL
+    (114, '{"n": 4.111111111111111e15, "m": 1e3}', '{"n": null, "m": 1e3}'),
+    (114, '{"name": "e", "m": 1e3}', UNCHANGED),
     # bytea: hex and escape output, the bytes replaced
     (17, "\\x" + f"ab {CARD}".encode().hex(), "\\x" + f"ab {MASKED_CARD}".encode().hex()),
     (17, "\\x00ff", UNCHANGED),
@@ -109,6 +111,7 @@ TEXT_CASES = [
     (50002, f'(1,"card {CARD}",{CARD})', f'(1,"card {MASKED_CARD}",)'),
     (50002, "(1,x,2)", UNCHANGED),
     (2249, f'(1,"card {CARD}",x)', "(1,,x)"),
+    (2249, "(1,4.111111111111111e+15)", "(1,)"),
     (50005, f'{{"(1,x,{CARD})",NULL}}', '{"(1,x,)",NULL}'),
     # ranges and multiranges: a bound with a finding NULLs the whole value
     (3926, f"[1,{CARD})", None),

@@ -42,7 +42,7 @@ def leaks(out: object) -> bool:
 # -- random bytes for every type: only UNCHANGED, bytes or None come back ------------------------
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(oid=st.sampled_from(EVERY_OID), value=st.binary(max_size=64), whole=st.booleans())
 def test_random_binary_values_of_every_type_never_raise(oid: int, value: bytes, whole: bool) -> None:
     try:
@@ -55,7 +55,7 @@ def test_random_binary_values_of_every_type_never_raise(oid: int, value: bytes, 
 _LITERAL_CHARS = st.sampled_from(list('{}()[],"\\ \t\nNULemptyx1-:=.e') + [CARD])
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(oid=st.sampled_from(EVERY_OID), parts=st.lists(_LITERAL_CHARS, max_size=30))
 def test_random_text_literals_of_every_type_never_raise_or_leak(oid: int, parts: list[str]) -> None:
     value = "".join(parts).encode()
@@ -146,7 +146,7 @@ def typed_values(draw: st.DrawFn) -> tuple[int, bytes]:
 REG.add(50099, TypeDesc(Kind.ARRAY, elem=COMPOSITE))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(typed_values())
 def test_a_card_anywhere_in_a_binary_value_never_comes_back_in_clear(typed: tuple[int, bytes]) -> None:
     oid, value = typed
@@ -176,7 +176,7 @@ def mutations(draw: st.DrawFn) -> tuple[int, bytes]:
     return oid, value + draw(st.binary(min_size=1, max_size=8))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(mutations())
 def test_malformed_binary_values_only_fail_closed(mutated: tuple[int, bytes]) -> None:
     oid, value = mutated
@@ -233,7 +233,7 @@ def test_nesting_past_the_depth_bound_is_nulled() -> None:
 # -- text literals holding the card --------------------------------------------------------------
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(items=st.lists(st.one_of(st.none(), _TEXTS, st.sampled_from(["", "NULL", '"', "\\", "{}"])),
                       max_size=6),
        nested=st.booleans(), as_record=st.booleans())
