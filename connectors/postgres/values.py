@@ -94,6 +94,10 @@ FIXED_SIZES: Final = {
 }  # fmt: skip
 _EXPONENT_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]{1,4}")
 _MONEY_NOISE = re.compile(r"[^0-9.\-]")
+# JSON escapes that can hide something from a scan of the raw text: \u0034 (a digit), \" (a
+# quoted key inside a string), \/ (https:\/\/user:password@host). \n, \t and friends decode to
+# characters no detector takes for part of a value, so they need no parse.
+_JSON_HIDING_ESCAPE = re.compile(r"\\[^nrtbf]")
 
 
 def mask_text_value(
@@ -356,7 +360,7 @@ class ValueMasker:
         raw = self._mask(text)
         # Escapes (\u0034...) and exponents (json keeps 4.111111111111111e15 as written) can
         # hide what the raw scan would see: only then must a clean-looking document be parsed.
-        if raw is text and "\\" not in text and not _has_exponent(text):
+        if raw is text and _JSON_HIDING_ESCAPE.search(text) is None and not _has_exponent(text):
             return UNCHANGED
         if len(text) > MAX_JSON_CHARS:
             return None

@@ -86,6 +86,9 @@ TEXT_CASES = [
     (114, f'{{"k{CARD}":true}}', f'{{"k{MASKED_CARD}": true}}'),
     (114, '{"a":"\\u0034111111111111111"}', f'{{"a": "{MASKED_CARD}"}}'),
     (114, '{"a":"\\u0041"}', UNCHANGED),  # an escape, nothing behind it
+    (3802, '{"a": "line\\nline"}', UNCHANGED),
+    (114, '{"u": "https:\\/\\/bob:hunter2@db.example"}', '{"u": "https://bob:****@db.example"}'),
+    (3802, '{"s": "{\\"password\\": \\"hunter2\\"}"}', '{"s": "{\\"password\\": \\"****\\"}"}'),
     (114, '{"password": "hunter2", "n": 1.50}', '{"password": "****", "n": 1.50}'),
     (114, '{"a": 1, "a": 2, "c": "' + CARD + '"}', f'{{"a": 1, "a": 2, "c": "{MASKED_CARD}"}}'),
     (3802, f'{{"a": "{CARD}", broken', None),  # unparseable: NULL
