@@ -1,4 +1,5 @@
-"""PostgreSQL's text forms of containers: array_out, record_out, range_out, multirange_out.
+"""PostgreSQL's text forms: array_out, record_out, range_out, multirange_out, jsonb_out and
+bytea's escape output.
 
 Parsers take what the server prints (and what the matching *_in functions accept of it) and
 return None for anything malformed, never raising; formatters write what the *_in functions
@@ -7,12 +8,19 @@ read back. Scalars inside stay text: values.py masks them by their own types.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Union
 
 __all__ = [
     "ArrayItems",
+    "JsonNumber",
+    "JsonObject",
+    "dump_json",
+    "escape_bytea",
+    "load_json",
+    "unescape_bytea",
     "format_array",
     "format_record",
     "parse_array_text",
@@ -315,3 +323,99 @@ def parse_multirange_text(text: str) -> list[str] | None:
     if text[pos + 1 :].strip():
         return None
     return ranges
+
+
+# --- json and bytea ------------------------------------------------------------------------------
+
+
+class JsonNumber(str):
+    """A json number kept as the text it was written as (re-serialised exactly)."""
+
+    __slots__ = ()
+
+
+class JsonObject(list[tuple[str, object]]):
+    """A json object as its members in order, duplicate keys kept (json keeps them)."""
+
+    __slots__ = ()
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(text: str) -> object:
+    """Parse JSON keeping numbers as written and objects as ordered members (duplicates kept).
+    Raises ValueError (or RecursionError, nested too deeply) for anything that is not JSON."""
+    return json.loads(
+        text,
+        object_pairs_hook=JsonObject,
+        parse_int=JsonNumber,
+        parse_float=JsonNumber,
+        parse_constant=_reject_constant,
+    )
+
+
+def dump_json(node: object) -> str:
+    """JSON text in jsonb's output style: ``{"a": 1, "b": [1, 2]}``."""
+    parts: list[str] = []
+    _dump(node, parts)
+    return "".join(parts)
+
+
+def _dump(node: object, parts: list[str]) -> None:
+    if node is None:
+        parts.append("null")
+    elif node is True:
+        parts.append("true")
+    elif node is False:
+        parts.append("false")
+    elif isinstance(node, JsonNumber):
+        parts.append(str.__str__(node))
+    elif isinstance(node, str):
+        parts.append(json.dumps(node, ensure_ascii=False))
+    elif isinstance(node, JsonObject):
+        parts.append("{")
+        for i, (key, value) in enumerate(node):
+            if i:
+                parts.append(", ")
+            parts.append(json.dumps(key, ensure_ascii=False))
+            parts.append(": ")
+            _dump(value, parts)
+        parts.append("}")
+    elif isinstance(node, list):
+        parts.append("[")
+        for i, value in enumerate(node):
+            if i:
+                parts.append(", ")
+            _dump(value, parts)
+        parts.append("]")
+    else:  # pragma: no cover - json.loads produces nothing else
+        raise ValueError(f"not a JSON value: {type(node).__name__}")
+
+
+_BYTEA_ESCAPE = re.compile(r"\\(\\|[0-7]{3})")
+_BYTEA_OUT = tuple(
+    "\\\\" if b == 0x5C else chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}" for b in range(256)
+)
+
+
+def unescape_bytea(text: str) -> bytes | None:
+    """bytea's escape output format (bytea_output = 'escape') back to bytes; None if malformed."""
+    parts = _BYTEA_ESCAPE.split(text)
+    out = bytearray()
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(0x5C if part == "\\" else int(part, 8) & 0xFF)
+        else:
+            if "\\" in part:
+                return None
+            try:
+                out += part.encode("latin-1")
+            except UnicodeEncodeError:
+                return None
+    return bytes(out)
+
+
+def escape_bytea(data: bytes) -> str:
+    return "".join([_BYTEA_OUT[b] for b in data])

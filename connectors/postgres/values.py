@@ -43,15 +43,28 @@ from .binary import (
 from .pgtypes import Kind, TypeDesc, TypeRegistry
 from .textvalues import (
     ArrayItems,
+    JsonNumber,
+    JsonObject,
+    dump_json,
+    escape_bytea,
     format_array,
     format_record,
+    load_json,
     parse_array_text,
     parse_multirange_text,
     parse_range_text,
     parse_record_text,
+    unescape_bytea,
 )
 
-__all__ = ["UNCHANGED", "Unchanged", "ValueMasker", "mask_binary_value", "mask_text_value"]
+__all__ = [
+    "UNCHANGED",
+    "Unchanged",
+    "ValueMasker",
+    "dump_json",
+    "mask_binary_value",
+    "mask_text_value",
+]
 
 
 class Unchanged:
@@ -335,11 +348,11 @@ class ValueMasker:
                 return None
             masked = self._octets(data)
             return masked if isinstance(masked, Unchanged) else "\\x" + masked.hex()
-        unescaped = _unescape_bytea(text)
+        unescaped = unescape_bytea(text)
         if unescaped is None:
             return None
         masked = self._octets(unescaped)
-        return masked if isinstance(masked, Unchanged) else _escape_bytea(masked)
+        return masked if isinstance(masked, Unchanged) else escape_bytea(masked)
 
     def _octets(self, data: bytes) -> bytes | Unchanged:
         """bytea content scanned as UTF-8 where it decodes; findings' bytes replaced."""
@@ -365,13 +378,7 @@ class ValueMasker:
         if len(text) > MAX_JSON_CHARS:
             return None
         try:
-            tree = json.loads(
-                text,
-                object_pairs_hook=_Object,
-                parse_int=_Number,
-                parse_float=_Number,
-                parse_constant=_reject_constant,
-            )
+            tree = load_json(text)
             changed, masked_tree = self._json_node(tree, 0)
         except (ValueError, RecursionError):
             return None
@@ -396,14 +403,14 @@ class ValueMasker:
     def _json_node(self, node: object, depth: int) -> tuple[bool, object]:
         if depth > MAX_JSON_DEPTH:
             raise ValueError("json nested too deeply to mask")
-        if isinstance(node, _Number):
+        if isinstance(node, JsonNumber):
             return (True, None) if self._number_found(node) else (False, node)
         if isinstance(node, str):
             masked = self._mask(node)
             return masked is not node, masked
-        if isinstance(node, _Object):
+        if isinstance(node, JsonObject):
             changed = False
-            members = _Object()
+            members = JsonObject()
             for key, value in node:
                 new_key = self._mask(key)
                 value_changed, new_value = self._json_node(value, depth + 1)
@@ -565,84 +572,3 @@ def _spell_out(match: re.Match[str]) -> str:
     if not isinstance(exponent, int) or abs(exponent) > _MAX_EXPONENT:
         return match.group()
     return format(number, "f")
-
-
-class _Number(str):
-    """A json number kept as the text it was written as (re-serialised exactly)."""
-
-    __slots__ = ()
-
-
-class _Object(list[tuple[str, object]]):
-    """A json object as its members in order, duplicate keys kept (json keeps them)."""
-
-    __slots__ = ()
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def dump_json(node: object) -> str:
-    """JSON text in jsonb's output style: ``{"a": 1, "b": [1, 2]}``."""
-    parts: list[str] = []
-    _dump(node, parts)
-    return "".join(parts)
-
-
-def _dump(node: object, parts: list[str]) -> None:
-    if node is None:
-        parts.append("null")
-    elif node is True:
-        parts.append("true")
-    elif node is False:
-        parts.append("false")
-    elif isinstance(node, _Number):
-        parts.append(str.__str__(node))
-    elif isinstance(node, str):
-        parts.append(json.dumps(node, ensure_ascii=False))
-    elif isinstance(node, _Object):
-        parts.append("{")
-        for i, (key, value) in enumerate(node):
-            if i:
-                parts.append(", ")
-            parts.append(json.dumps(key, ensure_ascii=False))
-            parts.append(": ")
-            _dump(value, parts)
-        parts.append("}")
-    elif isinstance(node, list):
-        parts.append("[")
-        for i, value in enumerate(node):
-            if i:
-                parts.append(", ")
-            _dump(value, parts)
-        parts.append("]")
-    else:  # pragma: no cover - json.loads produces nothing else
-        raise ValueError(f"not a JSON value: {type(node).__name__}")
-
-
-_BYTEA_ESCAPE = re.compile(r"\\(\\|[0-7]{3})")
-_BYTEA_OUT = tuple(
-    "\\\\" if b == 0x5C else chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}" for b in range(256)
-)
-
-
-def _unescape_bytea(text: str) -> bytes | None:
-    """bytea's escape output format (bytea_output = 'escape') back to bytes; None if malformed."""
-    parts = _BYTEA_ESCAPE.split(text)
-    out = bytearray()
-    for i, part in enumerate(parts):
-        if i % 2:
-            out.append(0x5C if part == "\\" else int(part, 8) & 0xFF)
-        else:
-            if "\\" in part:
-                return None
-            try:
-                out += part.encode("latin-1")
-            except UnicodeEncodeError:
-                return None
-    return bytes(out)
-
-
-def _escape_bytea(data: bytes) -> str:
-    return "".join([_BYTEA_OUT[b] for b in data])

@@ -263,7 +263,8 @@ def test_whole_binary_values() -> None:
 
 
 def test_jsonb_style_serialisation() -> None:
-    from connectors.postgres.values import _Number, _Object
+    from connectors.postgres.textvalues import JsonNumber as _Number
+    from connectors.postgres.textvalues import JsonObject as _Object
 
     tree = _Object([("a", _Number("1")), ("b", [_Number("1"), _Number("2.50")]), ("c", None),
                     ("d", True), ("e", "x\n\"y\"")])
