@@ -19,14 +19,14 @@ __all__ = [
     "JsonObject",
     "dump_json",
     "escape_bytea",
-    "load_json",
-    "unescape_bytea",
     "format_array",
     "format_record",
+    "load_json",
     "parse_array_text",
     "parse_multirange_text",
     "parse_range_text",
     "parse_record_text",
+    "unescape_bytea",
 ]
 
 #: One level of an array literal: elements (None = NULL) or sub-arrays.
