@@ -1,8 +1,10 @@
 """Result sets flowing back to the agent: masked row by row, and kept (capped) for the recording.
 
 Unchanged rows are forwarded as the bytes they came in; only a row with something to hide is
-rebuilt. Text values are masked in place with the documented replacement; binary values are
-NULLed when they must be hidden (see ``binary.py``).
+rebuilt. Each value is masked by its column's type, in text or binary format (see values.py):
+text inline, numbers and unreadable values NULLed when they hold a finding, containers element
+by element. A clean text row costs a few detector pre-checks per text value and nothing for
+numbers-free harmless columns (dates, uuids, booleans).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from gateway.errors import ProtocolError
 from gateway.masking import Masker, RowMasker
 
 from .backend import FieldDescription, data_row, decode_backend
-from .binary import HARMLESS, NUMERIC, TEXT_LIKE, number_text
+from .pgtypes import Kind, TypeDesc, TypeRegistry
+from .values import MASK_BYTES, UNCHANGED, ValueMasker
+
+#: Shared by result sets whose caller has no registry of its own: builtin types only, so every
+#: user type is opaque (fail closed).
+BUILTIN_TYPES = TypeRegistry()
+_OPAQUE = TypeDesc(Kind.OPAQUE)
+_NOT_SCANNED = (Kind.HARMLESS, Kind.BOOL)
 
 
 def _row_masker(masker: Masker, names: tuple[str, ...]) -> RowMasker:
@@ -42,16 +51,25 @@ def _recorded(value: bytes | None, binary: bool) -> Any:
 
 
 class ResultSet:
-    """One result: a RowDescription (or what a Bind/Describe told us), then rows, then a tag."""
+    """One result: a RowDescription (or what a Bind/Describe told us), then rows, then a tag.
+
+    ``registry`` describes the target database's types (builtin only when omitted: user types
+    are then opaque). ``column_masks`` hides the flagged positions whole whatever their names
+    (a column derived from a configured sensitive column).
+    """
 
     __slots__ = (
         "_needs_scan",
+        "_plan",
+        "_values",
         "any_binary",
         "binary",
         "cap",
+        "column_masks",
         "masked_rows",
         "masker",
         "names",
+        "nulled_binary",
         "nulled_values",
         "row_count",
         "row_masker",
@@ -65,6 +83,9 @@ class ResultSet:
         fields: Sequence[FieldDescription] | None,
         result_formats: Sequence[int] | None,
         cap: int,
+        *,
+        registry: TypeRegistry | None = None,
+        column_masks: Sequence[bool] | None = None,
     ) -> None:
         self.masker = masker
         self.cap = cap
@@ -72,6 +93,9 @@ class ResultSet:
         self.row_count = 0
         self.masked_rows = 0
         self.nulled_values = 0
+        self.nulled_binary = 0
+        self.column_masks: tuple[bool, ...] = tuple(column_masks or ())
+        self._values = ValueMasker(registry or BUILTIN_TYPES, masker)
         if fields is None:
             self.names: tuple[str, ...] | None = None
             self.types: tuple[int, ...] = ()
@@ -91,8 +115,28 @@ class ResultSet:
         self.row_masker: RowMasker | None = (
             _row_masker(masker, self.names) if self.names is not None else None
         )
-        self._needs_scan = bool(masker.detectors) or (
-            self.row_masker is not None and any(self.row_masker.masked_columns)
+        self._plan: tuple[tuple[int, bool, bool, TypeDesc, bool], ...] = ()
+        self._needs_scan = False
+        self._make_plan()
+
+    def _make_plan(self) -> None:
+        """The columns a row's masking must look at: (index, binary, hide whole, type, hot),
+        ``hot`` for text scanned in place. Text-format values of unscanned types (dates, uuids,
+        booleans) are left out: they cost nothing per row."""
+        masked = self.row_masker.masked_columns if self.row_masker is not None else ()
+        plan = []
+        for i, oid in enumerate(self.types):
+            whole = (i < len(masked) and masked[i]) or (
+                i < len(self.column_masks) and self.column_masks[i]
+            )
+            binary = i < len(self.binary) and self.binary[i]
+            desc = self._values.describe(oid)
+            if desc.kind in _NOT_SCANNED and not whole and not binary:
+                continue
+            plan.append((i, binary, whole, desc, desc.kind is Kind.TEXT and not whole))
+        self._plan = tuple(plan)
+        self._needs_scan = bool(plan) and (
+            bool(self.masker.detectors) or any(p[2] for p in plan)
         )
 
     @property
@@ -106,19 +150,20 @@ class ResultSet:
         if not self._needs_scan and not keep:
             return raw
         values = decode_backend(b"D", body, raw).values  # type: ignore[attr-defined]
-        if self.row_masker is None or len(values) != len(self.row_masker.names):
+        if self.names is None or len(values) != len(self.names):
             if self.names is not None:
                 raise ProtocolError(
                     f"the target sent a row of {len(values)} values for {len(self.names)} columns",
                     sqlstate="08P01",
                 )
             # No description seen for this result (a client that never described it): names
-            # unknown, so scan every value as text and NULL whatever cannot be scanned.
+            # and types unknown, so every value is opaque text: a finding NULLs it.
             self.names = tuple("?" for _ in values)
             self.types = (0,) * len(values)
             self.binary = (False,) * len(values)
             self.row_masker = _row_masker(self.masker, self.names)
-        new = self._mask(values)
+            self._make_plan()
+        new = self._mask(values) if self._needs_scan else None
         out_values = values if new is None else new
         if new is not None:
             self.masked_rows += 1
@@ -129,49 +174,43 @@ class ResultSet:
         return raw if new is None else data_row(out_values)
 
     def _mask(self, values: Sequence[bytes | None]) -> list[bytes | None] | None:
-        assert self.row_masker is not None
-        if not self.any_binary:
-            return self.row_masker.mask_text_values(values)
-        # Mixed formats: text columns masked in place, binary ones NULLed when they must hide.
-        text_values = [None if b else v for v, b in zip(values, self.binary, strict=True)]
-        masked = self.row_masker.mask_text_values(text_values)
+        mask_text = self.masker.mask_text
+        typed = self._values
         out: list[bytes | None] | None = None
-        if masked is not None:
-            out = list(values)
-            for i, b in enumerate(self.binary):
-                if not b:
-                    out[i] = masked[i]
-        for i, b in enumerate(self.binary):
-            if not b or values[i] is None:
+        for i, binary, whole, desc, hot in self._plan:
+            raw = values[i]
+            if raw is None:
                 continue
-            if self._binary_must_hide(i, values[i]):  # type: ignore[arg-type]
-                if out is None:
-                    out = list(values)
-                out[i] = None
-                self.nulled_values += 1
+            new: bytes | None
+            if hot:
+                # The hot path, as the text-only masker had it: text (binary text is the same
+                # bytes) scanned in place, forwarded untouched when clean.
+                try:
+                    text = str(raw, "utf-8")
+                except UnicodeDecodeError:
+                    new = MASK_BYTES  # cannot be scanned: hidden whole (fail closed)
+                else:
+                    masked = mask_text(text)
+                    if masked is text:
+                        continue
+                    new = masked.encode("utf-8", "replace")
+            else:
+                result = (
+                    typed.binary_desc(raw, desc, whole=whole)
+                    if binary
+                    else typed.text_desc(raw, desc, whole=whole)
+                )
+                if result is UNCHANGED:
+                    continue
+                new = result  # type: ignore[assignment]
+                if new is None:
+                    self.nulled_values += 1
+                    if binary:
+                        self.nulled_binary += 1
+            if out is None:
+                out = list(values)
+            out[i] = new
         return out
-
-    def _binary_must_hide(self, index: int, value: bytes) -> bool:
-        assert self.row_masker is not None
-        if self.row_masker.masked_columns[index]:
-            return True
-        if not self.masker.detectors:
-            return False
-        oid = self.types[index] if index < len(self.types) else 0
-        if oid in HARMLESS:
-            return False
-        if oid in NUMERIC:
-            text = number_text(oid, value)
-        elif oid in TEXT_LIKE:
-            try:
-                text = str(value[1:] if oid == 3802 else value, "utf-8")
-            except UnicodeDecodeError:
-                return True
-        else:
-            return True  # opaque (arrays, composites, user types): cannot be scanned
-        if text is None:
-            return True
-        return self.masker.mask_text(text) is not text
 
     def add_copy_line(self, line: str, *, masked: bool) -> None:
         """Account for one COPY ... TO STDOUT line (already masked) sent to the client."""
@@ -189,6 +228,7 @@ class ResultSet:
             "rows_recorded": len(self.rows),
             "row_cap": self.cap,
             "masked_rows": self.masked_rows,
-            "nulled_binary_values": self.nulled_values,
+            "nulled_values": self.nulled_values,
+            "nulled_binary_values": self.nulled_binary,
             "tag": tag,
         }
