@@ -303,6 +303,21 @@ def _euc_jp_profile() -> Profile:
 _PLANE2_ROWS = frozenset((0xA1, 0xA3, 0xA4, 0xA5, 0xA8, *range(0xAC, 0xB0), *range(0xEE, 0xFF)))
 
 
+def _combining_pairs(codec: str) -> dict[str, bytes | None]:
+    """JIS X 0213 codes that stand for two code points, which PostgreSQL writes as one code.
+
+    Python's encoders combine only some of them (e.g. KA + SEMI-VOICED MARK but not AE + GRAVE).
+    """
+    pairs: dict[str, bytes | None] = {}
+    for lead in range(0x81, 0xFF):
+        for trail in range(0x40, 0xFF):
+            code = bytes((lead, trail))
+            text = python_decode(code, codec)
+            if text is not None and len(text) == 2 and not text.isascii():
+                pairs[text] = code
+    return pairs
+
+
 def _euc_jis_2004_profile() -> Profile:
     profile = _remapped(
         "euc_jis_2004",
@@ -318,7 +333,7 @@ def _euc_jis_2004_profile() -> Profile:
         encode={chr(point): bytes((point,)) for point in range(0x80, 0xA0)},
     )
     decode = dict(profile.decode)
-    encode = dict(profile.encode)
+    encode = {**_combining_pairs("euc_jis_2004"), **profile.encode}
     for row in range(0xA1, 0xFF):
         if row in _PLANE2_ROWS:
             continue
@@ -336,11 +351,13 @@ def _shift_jis_2004_profile() -> Profile:
     # Python's shift_jis_2004 reads 0x5C and 0x7E as YEN SIGN and OVERLINE; PostgreSQL, as for
     # every encoding, keeps ASCII bytes as ASCII (the exact path does). Both read the two-byte
     # 0x815F as REVERSE SOLIDUS and 0x81B0 as TILDE: JIS X 0213 puts them there.
-    return _remapped(
+    profile = _remapped(
         "shift_jis_2004",
         _SJIS,
         [("815c", "\u2014"), ("81d4", "\uff5f"), ("81d5", "\uff60")],
     )
+    encode = {**_combining_pairs("shift_jis_2004"), **profile.encode}
+    return Profile(profile.codec, _SJIS, profile.decode, encode)
 
 
 _SINGLE_BYTE_CODECS: dict[str, str] = {
