@@ -191,7 +191,7 @@ class _Converter:
         "_decode",
         "_encode",
         "_mblen",
-        "_pairs",
+        "_special",
         "_suspects",
         "_valid",
         "codec",
@@ -228,7 +228,11 @@ class _Converter:
         )
         # Characters Python reads from two codes as one pair (JIS X 0213 combining sequences).
         pairs = [t for t in self._encode if len(t) > 1]
-        self._pairs = re.compile("|".join(re.escape(p) for p in pairs)) if pairs else None
+        alternatives = [re.escape(p) for p in sorted(pairs, key=len, reverse=True)]
+        if suspects:
+            alternatives.append("[" + "".join(sorted(re.escape(c) for c in suspects)) + "]")
+        # Each unit the exact path must look up itself: a combining pair first, else a suspect.
+        self._special = re.compile("|".join(alternatives)) if alternatives else None
 
     # client bytes -> UTF-8
 
@@ -277,28 +281,33 @@ class _Converter:
             return self._exact_to_client(text)
 
     def _exact_to_client(self, text: str) -> bytes:
+        """Suspects (and combining pairs) one by one from the tables; the text between them in
+        bulk, since it holds nothing Python and PostgreSQL write differently."""
         out: list[bytes] = []
         pos = 0
-        pairs = self._pairs
-        while pos < len(text):
-            char = text[pos]
-            if char.isascii():
-                end = pos + 1
-                while end < len(text) and text[end].isascii():
-                    end += 1
-                out.append(text[pos:end].encode("ascii"))
-                pos = end
-                continue
-            if pairs is not None and (pair := pairs.match(text, pos)) is not None:
-                char = pair.group()
-            code: bytes | None = (
-                self._encode[char] if char in self._encode else python_encode(char, self.codec)
-            )
-            if code is None:
-                raise untranslatable(char[0].encode("utf-8"), "UTF8", self.name)
-            out.append(code)
-            pos += len(char)
+        if self._special is not None:
+            for match in self._special.finditer(text):
+                if match.start() > pos:
+                    out.append(self._plain_to_client(text[pos : match.start()]))
+                out.append(self._char_to_client(match.group()))
+                pos = match.end()
+        if pos < len(text):
+            out.append(self._plain_to_client(text[pos:]))
         return b"".join(out)
+
+    def _plain_to_client(self, text: str) -> bytes:
+        try:
+            return text.encode(self.codec)
+        except UnicodeEncodeError as error:
+            raise untranslatable(text[error.start].encode("utf-8"), "UTF8", self.name) from None
+
+    def _char_to_client(self, char: str) -> bytes:
+        if char.isascii():
+            return char.encode("ascii")  # ASCII always stands for itself
+        code = self._encode[char] if char in self._encode else python_encode(char, self.codec)
+        if code is None:
+            raise untranslatable(char[0].encode("utf-8"), "UTF8", self.name)
+        return code
 
     def complete_prefix(self, data: bytes) -> int:
         """Where the last complete character of ``data`` ends (for streams split mid-character).

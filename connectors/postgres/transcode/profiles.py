@@ -313,7 +313,12 @@ def _combining_pairs(codec: str) -> dict[str, bytes | None]:
         for trail in range(0x40, 0xFF):
             code = bytes((lead, trail))
             text = python_decode(code, codec)
-            if text is not None and len(text) == 2 and not text.isascii():
+            if (
+                text is not None
+                and len(text) == 2
+                and not any(c.isascii() for c in text)
+                and python_decode(code[:1], codec) is None  # one code, not kana + something
+            ):
                 pairs[text] = code
     return pairs
 
