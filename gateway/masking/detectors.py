@@ -248,8 +248,8 @@ class CreditCardDetector:
     - up to 15 digits right after ``+`` are an E.164 phone number (``+4915112345678``);
     - digits glued to hex letters in a token of 20 or more hex characters belong to a hash or
       an identifier (``e3b0c44298fc1c149afbf4c8996fb924...``);
-    - a 13-digit number (only Visa issues that length, and no longer does) that carries a valid
-      EAN-13 check digit is a product barcode.
+    - a 13-digit number (a length Visa and Maestro no longer issue) that carries a valid EAN-13
+      check digit is a product barcode.
 
     Every window that passes is reported; the masker merges overlapping ones, so an ambiguous
     run is masked in full rather than guessed at. Replacement: ``****-****-****-1111``.
@@ -393,9 +393,11 @@ class UsSsnDetector:
     """US social security numbers in the dashed form ``AAA-GG-SSSS``.
 
     Numbers the SSA never issues are skipped: area 000, 666 and 900-999 (the 9xx areas are
-    ITINs and test numbers), group 00 and serial 0000. The unseparated 9-digit form is deliberately not matched: any 9-digit number (order ids,
-    amounts in cents, phone numbers without punctuation) would be masked. Mask SSN columns by
-    name (``*ssn*``) instead. Replacement: ``***-**-6789``.
+    ITINs and test numbers), group 00 and serial 0000; so is the shape inside a longer dashed
+    number or digit run, glued to a decimal number, or after a "+" (see _SSN). The unseparated
+    9-digit form is deliberately not matched: any 9-digit number (order ids, amounts in cents,
+    phone numbers without punctuation) would be masked. Mask SSN columns by name (``*ssn*``)
+    instead. Replacement: ``***-**-6789``.
     """
 
     name = "us_ssn"
@@ -430,40 +432,86 @@ _DOMAIN = re.compile(
 )
 
 
-class EmailDetector:
-    """Email addresses ``local@domain.tld`` (ASCII local parts).
+# A literal pattern is searched for in C faster than `"%40" in text` on this path.
+_ENCODED_AT = re.compile("%40")
+# File-name extensions that are not top-level domains (a unit test checks each one against the
+# IANA list): "icon@2x.png" and "backup@2024.tar" are file names, and no address can end in a
+# TLD that does not exist, so skipping them can never hide an address.
+_FILE_EXTENSIONS = frozenset({
+    "avif", "bak", "bat", "bmp", "cfg", "cmd", "conf", "css", "csv", "dat", "db", "dll", "dmg",
+    "doc", "docx", "eps", "exe", "gif", "gz", "heic", "htm", "html", "ico", "img", "ini", "iso",
+    "jar", "jpeg", "jpg", "js", "json", "jsp", "jsx", "lock", "log", "mjs", "mkv", "odt", "otf",
+    "pdf", "php", "png", "ppt", "pptx", "psd", "rar", "rtf", "scss", "sql", "sqlite", "svg",
+    "tar", "tgz", "tif", "tiff", "tmp", "toml", "ts", "tsv", "tsx", "ttf", "txt", "wav", "webp",
+    "whl", "xls", "xlsx", "xml", "xz", "yaml", "yml",
+})  # fmt: skip
 
-    Driven from each ``@`` rather than by one regex: a regex for ``local@domain`` would rescan a
-    long local part from every start position (quadratic on "aaaa...a@"). Here the domain is
-    matched forward from the ``@`` and the local part is walked backward to the previous non-local
-    character, so each character is visited a bounded number of times.
+
+class EmailDetector:
+    """Email addresses ``local@domain.tld`` (ASCII local parts), also percent-encoded as
+    ``local%40domain.tld`` in URLs and form bodies.
+
+    Driven from each ``@`` (and each ``%40``) rather than by one regex: a regex for
+    ``local@domain`` would rescan a long local part from every start position (quadratic on
+    "aaaa...a@"). Here the domain is matched forward from the ``@`` and the local part is walked
+    backward to the previous non-local character, never into the previous address, so each
+    character is visited a bounded number of times.
+    Not addresses: a local part without a letter or digit (``LIKE '%@example.com'``), and a
+    "domain" ending in a file-name extension that is no TLD (``icon@2x.png``); an address
+    followed by such an extension (``bob@example.com.png``) is masked without it.
     A local part directly preceded by ``scheme://user:`` is a URL password, masked whole by the
     ``secrets`` detector; it is skipped here so the email hint cannot reveal its first letter.
-    Replacement: ``j***@example.com`` (first character of the local part, domain kept).
+    Replacement: ``j***@example.com`` (first character of the local part, domain kept; ``%40``
+    stays ``%40``).
     """
 
     name = "email"
     min_length = 6  # "a@b.co"
 
     def scan(self, text: str) -> list[Finding]:
-        if "@" not in text:
-            return []
-        at = text.find("@")
         found: list[Finding] = []
+        if "@" in text:
+            self._addresses(text, "@", found)
+        if "%" in text and _ENCODED_AT.search(text) is not None:
+            self._addresses(text, "%40", found)
+        return found
+
+    def _addresses(self, text: str, at_sign: str, found: list[Finding]) -> None:
+        width = len(at_sign)
+        floor = 0  # "%40" is made of local-part characters: never walk back into an address
+        at = text.find(at_sign)
         while at >= 0:
-            domain = _DOMAIN.match(text, at + 1)
-            if domain is None:
-                at = text.find("@", at + 1)
+            match = _DOMAIN.match(text, at + width)
+            domain = None if match is None else _address_domain(match.group())
+            if match is None or domain is None:
+                at = text.find(at_sign, at + width)
                 continue
             start = at
-            while start > 0 and text[start - 1] in _LOCAL_CHARS:
+            while start > floor and text[start - 1] in _LOCAL_CHARS:
                 start -= 1
-            if start < at and not _is_url_userinfo(text, start):
-                found.append(
-                    Finding(start, domain.end(), f"{text[start]}***@{domain.group()}", self.name)
-                )
-            at = text.find("@", domain.end())
-        return found
+            end = at + width + len(domain)
+            if _has_alnum(text, start, at) and not _is_url_userinfo(text, start):
+                replacement = f"{text[start]}***{at_sign}{domain}"
+                found.append(Finding(start, end, replacement, self.name))
+            floor = end
+            at = text.find(at_sign, end)
+
+
+def _address_domain(domain: str) -> str | None:
+    """``domain`` without a trailing file-name extension; None when what is left is no domain."""
+    head, _, tld = domain.rpartition(".")
+    if tld.lower() not in _FILE_EXTENSIONS:
+        return domain
+    # "bob@example.com.png" is a file named after an address: the address is still in it.
+    _, dot, tld = head.rpartition(".")
+    tld = tld.lower()
+    if dot and (len(tld) >= 2 and tld.isalpha() or tld.startswith("xn--")):
+        return head if tld not in _FILE_EXTENSIONS else None
+    return None
+
+
+def _has_alnum(text: str, start: int, end: int) -> bool:
+    return any(c.isascii() and c.isalnum() for c in text[start:end])
 
 
 def _is_url_userinfo(text: str, local_start: int) -> bool:
@@ -522,7 +570,8 @@ class IbanDetector:
     """International bank account numbers, compact or printed in groups of four.
 
     The country code must be in the IBAN registry, the length must be that country's, the check
-    digits must be 02-98 and the mod-97 check must hold. Letters may be in either case. Replacement: ``GB****5432``.
+    digits must be 02-98 and the mod-97 check must hold. Letters may be in either case.
+    Replacement: ``GB****5432``.
     """
 
     name = "iban"
@@ -588,7 +637,28 @@ _GITHUB_TOKEN = re.compile(
     r"(?![A-Za-z0-9_])"
 )
 _STRIPE_KEY = re.compile(r"(?<![A-Za-z0-9])[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}+(?![A-Za-z0-9])")
-_SLACK_TOKEN = re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,250}+")
+# The newer patterns start with their literal prefix and check the word start in a lookbehind
+# after it: a pattern that starts with a literal is searched for in C faster than a substring
+# test would be. A regex call still costs ~200 ns however short the text, so each is gated on
+# the length and on one rare letter of its prefix (memchr): UUIDs, timestamps and numbers,
+# which hold dashes, skip them all.
+_SLACK_TOKEN = re.compile(r"x(?<![A-Za-z0-9]x)(?:ox[abeposr]|app)-[A-Za-z0-9-]{10,250}+")
+_GOOGLE_API_KEY = re.compile(r"AIza(?<![A-Za-z0-9_-]AIza)[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")
+_NPM_TOKEN = re.compile(r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])")
+# glpat- (personal, project and group access tokens), gldt- (deploy), glrt- (runner); newer
+# tokens carry dot-separated routing parts.
+_GITLAB_TOKEN = re.compile(
+    r"gl(?<![A-Za-z0-9_-]gl)(?:pat|dt|rt)-[A-Za-z0-9_-]{20,250}+(?:\.[A-Za-z0-9_-]{1,64}+){0,3}+"
+)
+_LLM_API_KEY = re.compile(
+    r"sk-(?<![A-Za-z0-9_-]sk-)(?:(?:(ant)|proj|svcacct|admin)-[A-Za-z0-9_-]{32,250}+"
+    r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![A-Za-z0-9_-]))"
+)
+# The tokens with a prefix ending in "_": one search for "_" with the prefixes as lookbehinds
+# stays in the regex engine's C loop, where a substring test per prefix costs ~1 ns per
+# character each. (A regex call costs ~200 ns however short the text, so the families keyed on
+# other characters use one-character tests and length gates instead.)
+_UNDERSCORE_TOKEN_MARK = re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_)|(?<=[sr]k_)|(?<=npm_))")
 # scheme://user:password@host -> the password. Matched from just after each "://"; the user part
 # cannot contain "/" so one attempt never runs past the next "://". Angle brackets are excluded
 # so this detector's own "<secret:...>" replacements are never taken for userinfo.
@@ -610,7 +680,27 @@ _VALUE_AFTER = re.compile(
     re.IGNORECASE,
 )
 _CHARS_PER_WINDOW_CHECK = 64
-_JSON_LITERALS = frozenset(("null", "true", "false"))
+# Bare values that are no secret: literals ("secret: false", "{'token': None}") and the bind
+# placeholders of SQL text ("WHERE password = $1", "= ?", "= %s", "= %(pw)s", "= :pw").
+_LITERALS = frozenset(("null", "true", "false", "none"))
+_PLACEHOLDER = re.compile(
+    r"\$[0-9]{1,5}|\?|%s|%\([A-Za-z_][A-Za-z0-9_]{0,62}\)s|:[A-Za-z_][A-Za-z0-9_]{0,62}"
+)
+_IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+# SQL's own password syntax: PASSWORD 'pw' (PostgreSQL CREATE/ALTER ROLE, user mapping options)
+# and IDENTIFIED [WITH plugin] BY 'pw' (MySQL, Oracle). Driven from each "'" after a blank that
+# follows a "d", a "y" or another blank: a literal search with a fixed lookbehind stays in C,
+# whereas any pattern that starts with the keyword scans the whole text at ~6 ns a character.
+# The keyword is then checked in a short window before the quote, as for key/value pairs.
+_SQL_SECRET_QUOTE = re.compile(r"'(?<=[DdYy \t\r\n][ \t\r\n]')")
+_SQL_SECRET_KEYWORD = re.compile(
+    r"(?<![A-Za-z0-9_])(?:password|identified(?:[ \t\r\n]+with[ \t\r\n]+[A-Za-z0-9_]{1,64})?"
+    r"[ \t\r\n]+by)[ \t\r\n]{1,8}\Z",
+    re.IGNORECASE,
+)
+_SQL_KEYWORD_WINDOW = 96  # "identified with" + a 64-character plugin name + "by"
+# The body of a standard SQL string: '' is an escaped quote; possessive, so no backtracking.
+_SQL_STRING_BODY = re.compile(r"(?:[^']|'')*+")
 
 
 class SecretsDetector:
@@ -619,44 +709,64 @@ class SecretsDetector:
     Kinds and replacements: AWS access key ids (``AKIA``/``ASIA`` + 16) -> ``<secret:aws_access_key>``;
     PEM private key blocks -> ``<secret:private_key>`` (a BEGIN line with no END masks to the end
     of the value: the key may continue in the next chunk); JWTs -> ``<secret:jwt>``; GitHub tokens
-    -> ``<secret:github_token>``; Slack tokens -> ``<secret:slack_token>``; Stripe secret and
-    restricted keys -> ``<secret:stripe_key>``. Key/value pairs (``password=``, ``secret:``,
-    ``"api_key": "..."``, ``Authorization: Bearer ...``) and URL passwords keep the key and mask
-    the value as ``****``.
+    -> ``<secret:github_token>``; GitLab tokens -> ``<secret:gitlab_token>``; Slack tokens ->
+    ``<secret:slack_token>``; Stripe secret and restricted keys -> ``<secret:stripe_key>``; Google
+    API keys -> ``<secret:google_api_key>``; npm tokens -> ``<secret:npm_token>``; Anthropic and
+    OpenAI API keys -> ``<secret:anthropic_key>`` / ``<secret:openai_key>``. Key/value pairs
+    (``password=``, ``secret:``, ``"api_key": "..."``, ``Authorization: Bearer ...``), SQL's
+    ``PASSWORD '...'`` / ``IDENTIFIED BY '...'`` and URL passwords keep the key and mask the
+    value as ``****``. Bare values that are literals (``true``, ``null``, ``None``) or SQL bind
+    placeholders (``$1``, ``?``, ``%s``, ``:name``) are no secret, and a key word that is part of
+    a path (``/run/secrets/token:/x``) is no key.
     """
 
     name = "secrets"
     min_length = 7  # "token=x"
 
     def scan(self, text: str) -> list[Finding]:
-        if len(text) < 7:
+        size = len(text)
+        if size < 7:
             return []
         found: list[Finding] = []
         # A one-character "in" runs at memchr speed; a longer needle costs ~1 ns per character.
         # So each family is gated on a character it must contain before its own substring test.
-        if "A" in text and ("AKIA" in text or "ASIA" in text):
-            self._simple(_AWS_KEY_ID, text, "<secret:aws_access_key>", found)
-        if "-" in text and "-----BEGIN" in text:
-            self._pem(text, found)
+        if "A" in text:
+            if "AKIA" in text or "ASIA" in text:
+                self._simple(_AWS_KEY_ID, text, "<secret:aws_access_key>", found)
+            if size >= 39 and "z" in text:  # "AIza" + 35
+                self._simple(_GOOGLE_API_KEY, text, "<secret:google_api_key>", found)
+        if "-" in text:
+            if "-----BEGIN" in text:
+                self._pem(text, found)
+            if size >= 25 and "g" in text:  # "gldt-" + 20
+                self._simple(_GITLAB_TOKEN, text, "<secret:gitlab_token>", found)
+            if size >= 39 and "k" in text:  # "sk-ant-" + 32
+                self._llm_keys(text, found)
         if "J" in text and "eyJ" in text:
             self._jwt(text, found)
-        if "_" in text:
-            if "gh" in text or "github_pat_" in text:
-                self._simple(_GITHUB_TOKEN, text, "<secret:github_token>", found)
-            if "k_live_" in text or "k_test_" in text:
-                self._simple(_STRIPE_KEY, text, "<secret:stripe_key>", found)
-        if "x" in text and "xox" in text:
+        if "_" in text and _UNDERSCORE_TOKEN_MARK.search(text) is not None:
+            self._simple(_GITHUB_TOKEN, text, "<secret:github_token>", found)
+            self._simple(_STRIPE_KEY, text, "<secret:stripe_key>", found)
+            self._simple(_NPM_TOKEN, text, "<secret:npm_token>", found)
+        if size >= 15 and "x" in text:  # "xoxb-" + 10
             self._simple(_SLACK_TOKEN, text, "<secret:slack_token>", found)
         if "/" in text and "://" in text:
             self._url_passwords(text, found)
         if "=" in text or ":" in text:
             self._key_values(text, found)
+        if size >= 12 and "'" in text:  # "PASSWORD 'x'"
+            self._sql_passwords(text, found)
         return found
 
     def _simple(
         self, pattern: re.Pattern[str], text: str, label: str, found: list[Finding]
     ) -> None:
         found.extend(Finding(m.start(), m.end(), label, self.name) for m in pattern.finditer(text))
+
+    def _llm_keys(self, text: str, found: list[Finding]) -> None:
+        for m in _LLM_API_KEY.finditer(text):
+            label = "<secret:anthropic_key>" if m.group(1) else "<secret:openai_key>"
+            found.append(Finding(m.start(), m.end(), label, self.name))
 
     def _pem(self, text: str, found: list[Finding]) -> None:
         pos = 0
@@ -706,7 +816,7 @@ class SecretsDetector:
             if not _has_key_word(window):
                 continue
             key = _KEY_BEFORE.search(text, window_start, sep)
-            if key is None:
+            if key is None or _is_path_segment(text, key.start(), window_start):
                 continue
             value = _VALUE_AFTER.match(text, sep + 1)
             if value is None:
@@ -721,16 +831,43 @@ class SecretsDetector:
             group = 1 if value.group(1) is not None else 2
             return Finding(value.start(group), value.end(group), "****", self.name)
         start, end = value.span(3)
+        bare = value.group(3)
         if key_quote:
             # A quoted key with a bare value is JSON (or a Python repr): the value ends at the
-            # closing bracket, literals are not secrets, and the mask is quoted so the document
-            # stays parseable.
-            bare = value.group(3)
+            # closing bracket, and the mask is quoted so the document stays parseable.
             cut = min((i for i in (bare.find("}"), bare.find("]")) if i >= 0), default=len(bare))
-            if cut == 0 or bare[:cut].lower() in _JSON_LITERALS:
-                return None
+            bare = bare[:cut]
             end = start + cut
+        if not bare or bare.lower() in _LITERALS or _PLACEHOLDER.fullmatch(bare) is not None:
+            return None
         return Finding(start, end, f"{key_quote}****{key_quote}", self.name)
+
+    def _sql_passwords(self, text: str, found: list[Finding]) -> None:
+        for quote in _SQL_SECRET_QUOTE.finditer(text):
+            opening = quote.start()
+            if (
+                _SQL_SECRET_KEYWORD.search(text, max(0, opening - _SQL_KEYWORD_WINDOW), opening)
+                is None
+            ):
+                continue
+            body = _SQL_STRING_BODY.match(text, opening + 1)
+            end = body.end() if body is not None else opening + 1  # "*+" always matches
+            # An unterminated literal (a query text cut at track_activity_query_size) is
+            # masked to the end of the value.
+            if end > opening + 1:
+                found.append(Finding(opening + 1, end, "****", self.name))
+
+
+def _is_path_segment(text: str, key_start: int, window_start: int) -> bool:
+    """True when the identifier holding the key word at ``key_start`` follows "/" or "\\".
+
+    "/run/secrets/db_password:/etc/pw:ro" is a volume mount and "/oauth/token:revoke" a route:
+    a file or URL path, not a key.
+    """
+    pos = key_start
+    while pos > window_start and text[pos - 1] in _IDENTIFIER_CHARS:
+        pos -= 1
+    return pos > 0 and text[pos - 1] in "/\\"
 
 
 def _has_key_word(lowered: str) -> bool:
