@@ -132,7 +132,7 @@ def grouped(number: str) -> list[str]:
     return [" ".join(groups), "-".join(groups)]
 
 
-# Where a card is written: (template, whether it is a JSON number that must stay one).
+# Where a card is written: plain, prose, JSON, CSV, a COPY line, a log line, URLs, markup.
 CONTEXTS = [
     "{}",
     "Card: {}.",
@@ -298,7 +298,7 @@ def test_every_network_range_is_documented() -> None:
     for line in DOCS.read_text(encoding="utf-8").splitlines():
         m = re.fullmatch(r"\| ([A-Za-z ]+) \| `(\d+)`(?:-`(\d+)`)? \| ([\d, -]+) \|.*", line)
         if m:
-            lengths = set()
+            lengths: set[int] = set()
             for part in m.group(4).split(","):
                 low, _, high = part.strip().partition("-")
                 lengths.update(range(int(low), int(high or low) + 1))
@@ -406,7 +406,12 @@ def test_ordinary_number_untouched(text: str) -> None:
     assert MASKER.mask_text(text) is text
 
 
-@pytest.mark.parametrize("value", [str(uuid.UUID(int=i * 0x1F3A5C7E9B2D4F60)) for i in range(40)])
+# Spread over the whole 128-bit space (a multiplicative hash of i), plus all-digit ones.
+UUIDS = [str(uuid.UUID(int=(i * 0x9E3779B97F4A7C15F39CC0605CEDC835) % 2**128)) for i in range(60)]
+UUIDS += [str(uuid.UUID(f"{i:032d}")) for i in (4111111111111111, 5555555555554444, 10**31)]
+
+
+@pytest.mark.parametrize("value", UUIDS)
 def test_uuids_untouched(value: str) -> None:
     assert MASKER.mask_text(value) is value
 
