@@ -6,6 +6,8 @@ runs of the nanoseconds one ``Masker.mask_text`` call takes on:
 - clean short values (names, ids, dates, amounts: what most result cells hold),
 - clean long values (about 1 KB of prose with numbers and punctuation),
 - values holding a card number,
+- clean values with long digit runs (fractions, ids, timestamps: they pass the card pre-check, so
+  they measure the card detector's structural checks),
 
 and of ``RowMasker.mask_text_values`` on a clean 8-column row (the per-row fast path).
 No assertions: this measures, the unit tests check behaviour.
@@ -45,6 +47,16 @@ CLEAN_LONG = [
     * 6,
     ("SELECT id, name FROM users WHERE created_at > '2024-01-01' ORDER BY id LIMIT 100; " * 13),
 ]
+LONG_NUMBERS = [
+    "1.00000000000000",
+    "0.4111111111111111",
+    "20261201123045123456",
+    "4.111111111111111e+15",
+    "1234567890123",
+    "2024-12-01 12:30:45.123456789012+00",
+    "order 9780201633610",
+    "12345678901234567890123456",
+]
 WITH_CARD = [
     "4111111111111111",
     "card: 5500 0000 0000 0004 exp 12/27",
@@ -77,6 +89,7 @@ def main() -> None:
         ("clean short values", CLEAN_SHORT, 20_000),
         ("clean long values (~1 KB)", CLEAN_LONG, 2_000),
         ("values with a card", WITH_CARD, 5_000),
+        ("clean long digit runs", LONG_NUMBERS, 10_000),
     ]
     for label, values, loops in cases:
         report(label, runs_ns(masker.mask_text, values, loops))

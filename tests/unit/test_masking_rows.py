@@ -140,3 +140,37 @@ def test_binary_clean_row_returns_none(rows: RowMasker) -> None:
 def test_binary_scan_flags_must_match_the_row(rows: RowMasker) -> None:
     with pytest.raises(ValueError, match="scan_columns"):
         rows.mask_binary_values([None] * 5, [True] * 4)
+
+
+# What PostgreSQL prints for ordinary numeric, float, bigint, timestamp, uuid and bytea values
+# with long digit runs. Masking any of them would corrupt a COPY round trip or a
+# read-modify-write: the client would store "1.****-****-****-0000" back.
+ORDINARY_ROW = [
+    b"1.00000000000000",  # numeric(30,14)
+    b"0.4111111111111111",
+    b"4.111111111111111e+15",  # float8
+    b"1.2345678901234567e-05",
+    b"9223372036854775807",  # bigint max
+    b"20261201123045123456",
+    b"2026-12-01 12:30:45.123456+00",
+    b"7f3c2a10-5b8e-4d2f-9c1a-0e6b7d8f9a21",
+    b"\\x34313131313131313131313131313131",  # bytea of the text "4111111111111111"
+    b"{1.00000000000000,2.50000000000000}",  # numeric[]
+]
+
+
+def test_ordinary_numbers_in_a_row_are_forwarded_untouched() -> None:
+    rows = Masker(builtin_detectors()).for_columns([f"c{i}" for i in range(len(ORDINARY_ROW))])
+    assert rows.mask_text_values(ORDINARY_ROW) is None
+
+
+def test_copy_line_of_ordinary_numbers_is_the_same_object() -> None:
+    line = "\t".join(v.decode() for v in ORDINARY_ROW) + "\n"
+    assert Masker(builtin_detectors()).mask_text(line) is line
+
+
+def test_copy_line_with_a_card_masks_only_the_card() -> None:
+    line = "42\t4111111111111111\t1.00000000000000\t2026-12-01 12:30:45.123456+00\n"
+    assert Masker(builtin_detectors()).mask_text(line) == (
+        "42\t****-****-****-1111\t1.00000000000000\t2026-12-01 12:30:45.123456+00\n"
+    )
