@@ -596,9 +596,17 @@ def _variable_set(ntype: str, node: Node, facts: _Facts) -> None:
         facts.add([verb, "set_transaction"], _TX)
         return
     facts.add([verb], _SES)
+    if kind == "VAR_RESET_ALL":
+        facts.flags.add("reset_all")  # client_encoding back to its start-up value, too
     value = None  # back to the default
     if kind == "VAR_SET_VALUE":
         value = functions.const_text((node.get("args") or [None])[0]) or "?"
+    if name == "client_encoding" and not node.get("is_local"):
+        # The relay answers this itself: the target stays UTF8, the client's edge converts.
+        facts.flags.add("client_encoding")
+        facts.objects.add("encoding:" + (value or ""))
+        _walk(ntype, node, facts)
+        return
     if functions.is_role_setting(name) and functions.setting_effect(name, value) is None:
         facts.add([f"reset_{name}"], _SES)  # back to the login identity
     _setting(name, value, facts, kind=verb)
@@ -774,6 +782,14 @@ def classify(sql: str) -> tuple[Command, ...]:
     if len(sql) > MAX_CACHED_SQL_CHARS:
         return _classify_uncached(sql)
     return _classify_cached(sql)
+
+
+def requested_encoding(command: Command) -> str | None:
+    """For ``SET client_encoding TO x``: ``x`` (``""`` for RESET/DEFAULT); else None."""
+    for obj in command.objects:
+        if obj.startswith("encoding:"):
+            return obj.removeprefix("encoding:")
+    return None
 
 
 def cursor_name(command: Command) -> str | None:

@@ -262,7 +262,13 @@ CASES = [
          {"set"}, {SESSION, ADMIN}, {"sensitive_setting"}),
     Case("SET LOCAL log_statement = 'none'", {"set"}, {SESSION, ADMIN}, {"sensitive_setting"}),
     Case("SET standard_conforming_strings = off", {"set"}, {SESSION, ADMIN}, {"lexer_setting"}),
-    Case("SET client_encoding = 'SJIS'", {"set"}, {SESSION, ADMIN}, {"lexer_setting"}),
+    # The relay answers SET client_encoding itself (the target stays UTF8); SET LOCAL it cannot.
+    Case("SET client_encoding = 'SJIS'", {"set"}, {SESSION}, {"client_encoding"},
+         {"encoding:SJIS"}),
+    Case("SET NAMES 'latin1'", {"set"}, {SESSION}, {"client_encoding"}, {"encoding:latin1"}),
+    Case("RESET client_encoding", {"reset"}, {SESSION}, {"client_encoding"}, {"encoding:"}),
+    Case("SET LOCAL client_encoding = 'SJIS'", {"set"}, {SESSION, ADMIN}, {"lexer_setting"}),
+    Case("RESET ALL", {"reset"}, {SESSION}, {"reset_all"}),
     # TRANSACTION
     Case("BEGIN", {"begin"}, {TX}),
     Case("START TRANSACTION ISOLATION LEVEL SERIALIZABLE", {"begin", "start_transaction"}, {TX}),
