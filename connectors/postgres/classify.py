@@ -115,7 +115,7 @@ _FIXED = _table({
     (_W,): "TruncateStmt=truncate LockStmt=lock"
     " NotifyStmt=notify",  # NOTIFY wakes other sessions' listeners: it has an effect
     # LISTEN receives other sessions' notification payloads (masked like any value): a read.
-    (_R,): "VariableShowStmt=show ListenStmt=listen",
+    (_R,): "ListenStmt=listen",
     (_SES,): "UnlistenStmt=unlisten",
     (_TX,): "ConstraintsSetStmt=set_constraints",
     (_ADM,): "CheckPointStmt=checkpoint LoadStmt=load AlterSystemStmt=alter_system",
@@ -618,6 +618,12 @@ def _vacuum(ntype: str, node: Node, facts: _Facts) -> None:
     _walk(ntype, node, facts)
 
 
+def _show(ntype: str, node: Node, facts: _Facts) -> None:
+    facts.add(["show"], _R)
+    if str(node.get("name", "")).lower() in ("client_encoding", "all"):
+        facts.flags.add("shows_client_encoding")  # the relay reports the client's, not UTF8
+
+
 def _fetch(ntype: str, node: Node, facts: _Facts) -> None:
     facts.add(["move" if node.get("ismove") else "fetch"], _R)
     facts.objects.add("cursor:" + str(node.get("portalname", "")))
@@ -706,7 +712,7 @@ _HANDLERS: dict[str, Callable[[str, Node, _Facts], None]] = {
     "ExecuteStmt": _execute, "DeallocateStmt": _deallocate, "DeclareCursorStmt": _declare,
     "CreateTableAsStmt": _create_table_as, "CreateSchemaStmt": _create_schema,
     "TransactionStmt": _transaction, "VariableSetStmt": _variable_set, "VacuumStmt": _vacuum,
-    "FetchStmt": _fetch, "ClosePortalStmt": _close, "DiscardStmt": _discard, "DropStmt": _drop,
+    "FetchStmt": _fetch, "VariableShowStmt": _show, "ClosePortalStmt": _close, "DiscardStmt": _discard, "DropStmt": _drop,
     "CommentStmt": _comment, "GrantStmt": _grant,
     "GrantRoleStmt": _grant, "CreateFunctionStmt": _create_routine, "DefineStmt": _create_routine,
     "AlterTableStmt": _alter("objtype"), "AlterFunctionStmt": _alter("objtype"),

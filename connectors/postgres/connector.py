@@ -21,6 +21,7 @@ from gateway.runtime import Gateway, SessionLimitError
 from gateway.tls import TLSError, TLSStream
 
 from .codec import FrontendDecoder
+from .edge import ClientEdge, TranscodeError
 from .messages import (
     AuthenticationCleartextPassword,
     CancelRequest,
@@ -31,7 +32,14 @@ from .messages import (
     parse_password,
 )
 from .relay import Relay
-from .replies import authentication_ok, backend_key_data, error_response, ready_for_query
+from .replies import (
+    authentication_ok,
+    backend_key_data,
+    error_response,
+    parameter_status,
+    ready_for_query,
+)
+from .transcode import UTF8, ClientEncoding, client_encoding
 from .upstream import FORWARDED_PARAMETERS, UpstreamError, dial
 
 log = logging.getLogger("wardgate.postgres")
@@ -107,6 +115,7 @@ class PostgresConnector:
             if auth.cancelled_caught:
                 raise ClientRefused("28000", "authentication took too long")
             target = self._target_for(gw, identity, startup)
+            encoding, reported = _client_encoding(startup)
             with trio.move_on_after(limits.handshake_timeout + limits.auth_timeout) as dialling:
                 upstream = await dial(
                     gw, target, startup.params, max_message_size=limits.max_message_bytes
@@ -160,10 +169,15 @@ class PostgresConnector:
                 if upstream.key is not None:
                     entry = _CancelTarget(target, upstream.key.pid, upstream.key.secret_key)
                     self._cancel_keys[cancel_key] = entry
+                # The target runs in UTF8; the client is told the encoding it asked for, and
+                # everything it is sent from here on is converted to it (edge.py).
+                edge = ClientEdge(encoding, reported)
                 hello = [
                     authentication_ok(),
-                    *upstream.parameter_messages,
-                    *upstream.notices,
+                    *(parameter_status("client_encoding", reported)
+                      if _parameter_name(m) == "client_encoding" else m
+                      for m in upstream.parameter_messages),
+                    *(edge.for_client(m) for m in upstream.notices),
                     backend_key_data(cancel_key[0], cancel_key[1]),
                     ready_for_query("I"),
                 ]
@@ -176,6 +190,8 @@ class PostgresConnector:
                     upstream.decoder,
                     idle_timeout=limits.idle_timeout,
                     parameters=upstream.parameters,
+                    encoding=encoding,
+                    reported_encoding=reported,
                 )
                 if entry is not None:
                     entry.relay = relay
@@ -295,6 +311,23 @@ class PostgresConnector:
                     await sock.receive_some(1)  # the server closes when done
         except (OSError, trio.TooSlowError) as exc:
             log.warning("cancel for target %s failed: %s", target.name, exc)
+
+
+def _client_encoding(startup: StartupMessage) -> tuple[ClientEncoding, str]:
+    """The encoding the client asked for in its start-up packet (UTF8 when it asked none)."""
+    requested = startup.params.get("client_encoding", "")
+    if not requested:
+        return UTF8, "UTF8"
+    try:
+        encoding = client_encoding(requested)
+    except TranscodeError as exc:
+        raise ClientRefused(exc.sqlstate, str(exc)) from exc
+    return encoding, encoding.reported(requested)
+
+
+def _parameter_name(message: bytes) -> str:
+    """The name in a framed ParameterStatus message."""
+    return message[5:].split(b"\x00", 1)[0].decode("utf-8", "replace")
 
 
 def _check_reading_settings(target: Target, parameters: dict[str, str]) -> None:

@@ -34,6 +34,7 @@ from .backend import (
     NotificationResponse,
     ParameterStatus,
     RowDescription,
+    data_row,
     decode_backend,
 )
 from .classify import (
@@ -42,11 +43,14 @@ from .classify import (
     cursor_name,
     prepared_body,
     prepared_statement_name,
+    requested_encoding,
 )
 from .codec import BackendDecoder, FrontendDecoder
+from .edge import ClientEdge, TranscodeError
 from .frontend import (
     Bind,
     Close,
+    CopyFail,
     Describe,
     Execute,
     FunctionCall,
@@ -62,7 +66,7 @@ from .judging import (
     denial_reply,
     params_for_record,
 )
-from .replies import error_response
+from .replies import error_response, parameter_status
 from .results import ResultSet
 from .tracking import (
     ABSENT,
@@ -78,6 +82,7 @@ from .tracking import (
     Prepared,
     Request,
 )
+from .transcode import UTF8, ClientEncoding, client_encoding
 
 #: What a denied statement is replaced with: it cannot parse, so it cannot run, and the target's
 #: syntax error marks the exact place in the reply stream where the denial belongs.
@@ -90,6 +95,12 @@ _S, _P = Namespace.STATEMENT, Namespace.PORTAL
 #: A simple Query destroys the unnamed statement and the unnamed portal (protocol docs, 55.2.3).
 _QUERY_DROPS = (Change(_S, "", REMOVED), Change(_P, "", REMOVED))
 _MULTI_STATEMENT_PARSE = ("42601", "cannot insert multiple commands into a prepared statement")
+#: Client messages whose text is in the client encoding.
+_CONVERTED_IN = frozenset((b"Q", b"P", b"B", b"D", b"C", b"E", b"d", b"c", b"f"))
+_EXTENDED_KINDS = {b"P": Kind.PARSE, b"B": Kind.BIND, b"D": Kind.DESCRIBE_PORTAL,
+                   b"C": Kind.CLOSE, b"E": Kind.EXECUTE}
+#: What the target runs for SET client_encoding: nothing (it stays UTF8), with the same reply.
+_ENCODING_NOOP = "SET client_encoding TO 'UTF8'"
 _ABORTED_FIRST = object()  # a Query refused for a name: in an aborted transaction, say 25P02
 _ABORTED_MESSAGE = (
     "current transaction is aborted, commands ignored until end of transaction block"
@@ -178,8 +189,11 @@ class RelayLayer:
         server_decoder: BackendDecoder,
         *,
         parameters: dict[str, str] | None = None,
+        encoding: ClientEncoding = UTF8,
+        reported_encoding: str = "UTF8",
     ) -> None:
         self.session = session
+        self.edge = ClientEdge(encoding, reported_encoding)
         self.client_decoder = client_decoder
         self.server_decoder = server_decoder
         self.tracker = ObjectTracker()
@@ -195,6 +209,7 @@ class RelayLayer:
         self._fields = weakref.WeakKeyDictionary()
         self._described: weakref.WeakSet[Prepared | Portal] = weakref.WeakSet()
         self.result: ResultSet | None = None
+        self._shows_encoding = False  # the current result is SHOW client_encoding / ALL
 
     @property
     def answered_blocks(self) -> int:
@@ -243,7 +258,7 @@ class RelayLayer:
             return Step(end=_recording_failed(exc))
         if decision.allowed:
             self._note_allowed(hold.request, (hold.command,))
-            self.tracker.push(hold.request)
+            self._push_forwarded(hold.request)
             return Step(hold.raw)
         hold.placeholder_request.denial = denial_reply(decision)
         self.tracker.push(hold.placeholder_request)
@@ -251,6 +266,11 @@ class RelayLayer:
 
     def _from_client(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> Any:
         """One client message: append what to forward; STALL, a Hold, or a string (the end)."""
+        if not self.edge.inbound.is_noop and tag in _CONVERTED_IN:
+            converted = self._to_utf8(tag, raw, out)
+            if converted is None:
+                return None
+            raw, body = converted, converted[5:]
         if tag == b"Q":
             return self._query(decode_frontend(tag, body, raw), raw, out)  # type: ignore[arg-type]
         if tag == b"P":
@@ -282,7 +302,8 @@ class RelayLayer:
             self.tracker.push(Request(Kind.SYNC))
             out.append(raw)
         elif tag in (b"H", b"d", b"c", b"f"):  # Flush, CopyData, CopyDone, CopyFail
-            out.append(raw)
+            if raw:
+                out.append(raw)
         elif tag == b"X":
             self.terminated = True
             out.append(raw)
@@ -301,6 +322,67 @@ class RelayLayer:
         else:
             raise ProtocolError(f"unexpected message {tag!r} after start-up")
         return None
+
+    def _to_utf8(self, tag: bytes, raw: bytes, out: list[bytes]) -> bytes | None:
+        """The client message in UTF-8, or None when it cannot be read in the client encoding:
+        then an error takes its place, as the server's conversion error would."""
+        edge = self.edge
+        if tag in (b"d", b"c", b"f") and edge.copy_in_error is not None:
+            out.append(CopyFail(edge.copy_in_error).encode())  # the server ends the COPY
+            edge.copy_in_error, edge.copy_in_failed = None, True
+            return None
+        if tag in (b"d", b"c", b"f") and (edge.copy_in_failed or edge.copy_in is None):
+            return b"" if edge.copy_in_failed else raw  # after a failed COPY: the rest is gone
+        try:
+            if tag == b"c":
+                edge.copy_done()
+                return raw
+            if tag == b"B":
+                return self._bind_to_utf8(raw)
+            return edge.to_server(tag, raw)
+        except TranscodeError as exc:
+            if tag in (b"d", b"c", b"f"):
+                # The server ends the COPY with this message in an ErrorResponse.
+                edge.copy_in_failed, edge.copy_in = True, None
+                out.append(CopyFail(str(exc)).encode())
+                return None
+            refusal = (exc.sqlstate, str(exc))
+            if tag == b"Q":
+                self.tracker.push(Request(Kind.QUERY, denial=refusal, changes=list(_QUERY_DROPS)))
+                out.append(Query(DENIED_PLACEHOLDER).encode())
+            else:
+                self._placeholder(Request(_EXTENDED_KINDS[tag], denial=refusal), out)
+            return None
+
+    def _bind_to_utf8(self, raw: bytes) -> bytes:
+        """Bind: binary parameters of text types are converted too, which needs the statement's
+        parameter types (known once the names are read)."""
+        converted = self.edge.to_server(b"B", raw)
+        bind: Bind = decode_frontend(b"B", converted[5:], converted)  # type: ignore[assignment]
+        if not any(bind.param_format(i) == 1 for i in range(len(bind.params))):
+            return converted
+        found = self.tracker.lookup(_S, bind.statement)
+        types = found.param_types if isinstance(found, Prepared) else ()
+        return self.edge.to_server(b"B", raw, types) if types else converted
+
+    def _encoding_change(self, commands: tuple[Command, ...]) -> tuple[Any, Any]:
+        """(EncodingChange or None, refusal or None) for SET client_encoding / RESET ALL."""
+        sets = [c for c in commands if "client_encoding" in c.flags]
+        if sets:
+            if len(commands) > 1:
+                return None, ("0A000", ("wardgate needs SET client_encoding in a message of "
+                                        "its own (it converts the client's encoding itself)"))
+            name = requested_encoding(sets[0]) or ""
+            if not name:
+                return self.edge.startup, None
+            try:
+                encoding = client_encoding(name)
+            except TranscodeError as exc:
+                return None, (exc.sqlstate, str(exc))
+            return (encoding, encoding.reported(name)), None
+        if any(c.flags & {"reset_all", "discard_all"} for c in commands):
+            return self.edge.startup, None  # RESET ALL resets client_encoding as well
+        return None, None
 
     # -- simple query -----------------------------------------------------------------------
     def _query(self, query: Query, raw: bytes, out: list[bytes]) -> Any:
@@ -325,6 +407,8 @@ class RelayLayer:
             per_statement.append(changes)
             judged.append(command)
         commands = tuple(judged)
+        change, encoding_refusal = self._encoding_change(commands)
+        refusal = refusal or encoding_refusal
         record = {"sql": query.query, "protocol": "simple", "commands": command_records(commands)}
         placeholder = Request(Kind.QUERY, changes=list(_QUERY_DROPS))
         if refusal is not None:
@@ -337,7 +421,10 @@ class RelayLayer:
             out.append(Query(DENIED_PLACEHOLDER).encode())
             return None
         decision = decide(self.session, commands)
-        request = Request(Kind.QUERY, changes=list(_QUERY_DROPS), statement_changes=per_statement)
+        request = Request(Kind.QUERY, changes=list(_QUERY_DROPS), statement_changes=per_statement,
+                          encoding_change=change, statements=commands)
+        if change is not None and any("client_encoding" in c.flags for c in commands):
+            raw = Query(_ENCODING_NOOP).encode()
         if decision.action is Action.REVIEW:
             # The whole message is what will run, so the whole message is what is approved,
             # with what each name it executes holds.
@@ -347,7 +434,7 @@ class RelayLayer:
         self.session.record("query", {**record, "decision": decision.to_record()}, flush=True)
         if decision.allowed:
             self._note_allowed(request, commands)
-            self.tracker.push(request)
+            self._push_forwarded(request)
             out.append(raw)
         else:
             placeholder.denial = denial_reply(decision)
@@ -405,6 +492,13 @@ class RelayLayer:
             return [Change(_P, cursor_name(command), REMOVED)]
         return []
 
+    def _push_forwarded(self, request: Request) -> None:
+        """Push a request that is forwarded as it is: an encoding it switches to applies to
+        the client's very next message (the server reads that one in the new encoding)."""
+        self.tracker.push(request)
+        if request.encoding_change is not None:
+            self.edge.switch_inbound(request.encoding_change)
+
     def _note_allowed(self, request: Request, commands: tuple[Command, ...]) -> None:
         """Remember what an allowed command may legitimately change in what the server reports."""
         for command in commands:
@@ -417,7 +511,10 @@ class RelayLayer:
     def _parse(self, parse: Parse, raw: bytes, out: list[bytes]) -> None:
         commands = classify(parse.query)
         refusal: tuple[str, str] | None = None
-        if len(commands) > 1:
+        change, refusal = self._encoding_change(commands) if len(commands) == 1 else (None, None)
+        if refusal is not None:
+            decision = Decision(Action.DENY, "wardgate.encoding", refusal[1])
+        elif len(commands) > 1:
             # The server refuses it too, with this error; the gateway never forwards it.
             refusal = _MULTI_STATEMENT_PARSE
             decision = Decision(Action.DENY, "wardgate.multi_statement", refusal[1])
@@ -426,9 +523,11 @@ class RelayLayer:
         if decision.action is not Action.DENY:
             # Preparing runs nothing: a statement that needs review is held at Execute, where
             # its parameters are known and the approval can be bound to them.
-            prepared = Prepared(parse.query, commands, parse.param_types)
+            prepared = Prepared(parse.query, commands, parse.param_types, encoding_change=change)
             self.tracker.push(Request(Kind.PARSE, parse.name,
                                       changes=[Change(_S, parse.name, prepared)]))
+            if change is not None and "client_encoding" in commands[0].flags:
+                raw = Parse(parse.name, _ENCODING_NOOP, parse.param_types).encode()
             out.append(raw)
             return
         self.session.record("query", {
@@ -492,7 +591,8 @@ class RelayLayer:
             "commands": command_records(commands),
         }
         formats = found.bind.result_formats if found.bind is not None else ()
-        request = Request(Kind.EXECUTE, execute.portal, portal=found, result_formats=formats)
+        request = Request(Kind.EXECUTE, execute.portal, portal=found, result_formats=formats,
+                          encoding_change=statement.encoding_change)
         placeholder = Request(Kind.EXECUTE, execute.portal)
         prelude = self._describe_first(found, execute.portal)
         if decision.action is Action.REVIEW:
@@ -511,7 +611,7 @@ class RelayLayer:
             self.tracker.push(describe[0])
             out.append(describe[1])
         self._note_allowed(request, commands)
-        self.tracker.push(request)
+        self._push_forwarded(request)
         out.append(raw)
         return None
 
@@ -542,8 +642,19 @@ class RelayLayer:
         out: list[bytes] = []
         try:
             self.server_decoder.receive_data(data)
+            edge = self.edge
             while (framed := self.server_decoder.next_raw()) is not None:
+                start = len(out)
                 self._from_server(framed[0], framed[1], framed[2], out)
+                if not edge.outbound.is_noop:
+                    try:
+                        out[start:] = [edge.to_client(m, self.result) for m in out[start:]]
+                    except TranscodeError as exc:
+                        # The server would have failed the statement mid-result; the target
+                        # already ran it, so the session cannot go on as if it had not.
+                        raise _Fatal("value not representable in client_encoding", exc.sqlstate,
+                                     f"{exc}; the session was ended (use client_encoding UTF8 "
+                                     "for data outside it)") from exc
         except ProtocolError as exc:
             return Step(end=End(f"target protocol error: {exc}",
                                 ("08P01", f"the target sent an invalid reply: {exc}"),
@@ -564,7 +675,10 @@ class RelayLayer:
         if tag == b"D":
             if self.result is None:
                 self.result = self._result_for(head, None)
-            out.append(self.result.mask_row(body, raw))
+            row = self.result.mask_row(body, raw)
+            if self._shows_encoding:
+                row = self._client_encoding_row(row)
+            out.append(row)
         elif tag == b"T":
             rd = _row_description(tag, body, raw)
             if head is not None and head.kind in (Kind.DESCRIBE_STATEMENT, Kind.DESCRIBE_PORTAL):
@@ -576,6 +690,7 @@ class RelayLayer:
             elif head is not None and head.kind is Kind.QUERY:
                 self._started(head)
                 self.result = self._result_for(head, rd.fields, from_description=True)
+                self._shows_encoding = self._current_statement_flag(head, "shows_client_encoding")
                 out.append(raw)
             else:
                 raise _desync("a RowDescription", head)
@@ -612,7 +727,12 @@ class RelayLayer:
             answered = tracker.block_answered(self.transaction_status)
             if answered.kind is Kind.QUERY:
                 self._started(answered)
+                if answered.encoding_change is not None:
+                    self.edge.switch_outbound(answered.encoding_change)
             self.result = None
+            if self.edge.report_due:  # as the server reports a changed setting: before Z
+                self.edge.report_due = False
+                out.append(parameter_status("client_encoding", self.edge.reported))
             # No flush here: decisions were flushed before forwarding; results ride along with
             # the next decision or the one-second timer.
             out.append(raw)
@@ -623,13 +743,17 @@ class RelayLayer:
         elif tag == b"A":
             out.append(self._notification(body, raw))
         elif tag == b"S":
-            self._parameter_status(body, raw)
-            out.append(raw)
+            if self._parameter_status(body, raw) == "client_encoding":
+                # The target's is always UTF8; the client is told its own.
+                out.append(parameter_status("client_encoding", self.edge.reported))
+            else:
+                out.append(raw)
         elif tag == b"H":  # CopyOutResponse
             if head is None or head.kind not in (Kind.EXECUTE, Kind.QUERY):
                 raise _desync("a CopyOutResponse", head)
             if head.kind is Kind.QUERY:
                 self._started(head)
+            self.edge.start_copy_out(binary=body[:1] == b"\x01")
             if body[:1] == b"\x01":
                 raise _CopyOutBinary
             self.result = ResultSet(self.session.masker, None, None, self.session.result_row_cap)
@@ -637,14 +761,35 @@ class RelayLayer:
         elif tag == b"d":  # CopyData out: one text line per message, masked like any text
             out.append(self._copy_line(body, raw))
         elif tag in (b"c", b"G"):  # CopyDone, CopyInResponse
-            if tag == b"G" and head is not None and head.kind is Kind.QUERY:
-                self._started(head)
+            if tag == b"G":
+                if head is not None and head.kind is Kind.QUERY:
+                    self._started(head)
+                try:
+                    self.edge.start_copy_in(binary=body[:1] == b"\x01")
+                except TranscodeError as exc:  # binary COPY FROM in another encoding
+                    self.edge.copy_in_error = str(exc)
             out.append(raw)
         elif tag == b"W":
             raise _Fatal("copy both refused", "0A000",
                          "CopyBoth (replication) is not relayed by wardgate")
         else:  # FunctionCallResponse (never requested), BackendKeyData, authentication
             raise _desync(f"message {tag!r}", head)
+
+    @staticmethod
+    def _current_statement_flag(head: Request, flag: str) -> bool:
+        index = head.statements_done
+        return index < len(head.statements) and flag in head.statements[index].flags
+
+    def _client_encoding_row(self, row: bytes) -> bytes:
+        """SHOW client_encoding / SHOW ALL: the target says UTF8; the client's is reported."""
+        values = list(decode_backend(b"D", row[5:], row).values)  # type: ignore[attr-defined]
+        if len(values) == 1:
+            values[0] = self.edge.reported.encode()
+        elif values and values[0] == b"client_encoding":
+            values[1] = self.edge.reported.encode()
+        else:
+            return row
+        return data_row(values)
 
     def _started(self, request: Request) -> None:
         """The server began this Query (it was not skipped): it dropped the unnamed objects."""
@@ -671,8 +816,11 @@ class RelayLayer:
     def _finish_result(self, head: Request | None, tag: str, completes: bool = True) -> None:
         result = self.result
         self.result = None
+        self._shows_encoding = False
         if head is not None and head.kind is Kind.EXECUTE:
             self.tracker.pop()
+            if completes and head.encoding_change is not None:
+                self.edge.switch_outbound(head.encoding_change)
         elif head is not None and head.kind is Kind.QUERY:
             self._started(head)
             if completes and head.statements_done < len(head.statement_changes):
@@ -691,6 +839,9 @@ class RelayLayer:
         self.result = None
         if head is not None and head.kind is Kind.QUERY:
             self._started(head)
+        if head is not None and head.encoding_change is not None:
+            head.encoding_change = None  # SET client_encoding failed: read the client as before
+            self.edge.revert_inbound()
         if head is not None and head.denial is not None:
             # The placeholder failed where the denied message would have run: whatever the
             # server said about it (a syntax error, 25P02 in an aborted transaction), nothing
@@ -713,7 +864,7 @@ class RelayLayer:
                 self.tracker.commit([Change(_S, "", REMOVED)])
             self.tracker.skip_to_sync()
 
-    def _parameter_status(self, body: bytes, raw: bytes) -> None:
+    def _parameter_status(self, body: bytes, raw: bytes) -> str:
         status: ParameterStatus = decode_backend(b"S", body, raw)  # type: ignore[assignment]
         name, value = status.name, status.value
         pinned = _PINNED.get(name)
@@ -733,6 +884,7 @@ class RelayLayer:
                          "the session's search_path changed without a statement wardgate "
                          "judged as changing it; the session was ended (fail closed)")
         self.parameters[name] = value
+        return name
 
     def _notification(self, body: bytes, raw: bytes) -> bytes:
         note: NotificationResponse = decode_backend(b"A", body, raw)  # type: ignore[assignment]

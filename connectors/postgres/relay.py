@@ -22,6 +22,7 @@ from .codec import BackendDecoder, FrontendDecoder
 from .judging import CANCELLED_MESSAGE, CANCELLED_RULE
 from .layer import DENIED_PLACEHOLDER, End, Hold, RelayLayer, Step
 from .replies import error_response, notice_response
+from .transcode import UTF8, ClientEncoding
 
 log = logging.getLogger("wardgate.postgres")
 
@@ -43,11 +44,14 @@ class Relay:
         *,
         idle_timeout: float,
         parameters: dict[str, str] | None = None,
+        encoding: ClientEncoding = UTF8,
+        reported_encoding: str = "UTF8",
     ) -> None:
         self.session = session
         self.client = client
         self.server = server
-        self.layer = RelayLayer(session, client_decoder, server_decoder, parameters=parameters)
+        self.layer = RelayLayer(session, client_decoder, server_decoder, parameters=parameters,
+                                encoding=encoding, reported_encoding=reported_encoding)
         self.idle_timeout = idle_timeout
         self._last_client_activity = 0.0
         self._client_busy: trio.Event | None = None
@@ -83,7 +87,8 @@ class Relay:
         assert end is not None
         final = end.to_client
         if end.fatal is not None:
-            final += error_response("FATAL", end.fatal[0], end.fatal[1])
+            final += self.layer.edge.for_client(
+                error_response("FATAL", end.fatal[0], end.fatal[1]))
         if final:
             with trio.move_on_after(5):
                 try:
@@ -210,11 +215,11 @@ class Relay:
 
     def _waiting_notice(self, hold: Hold) -> Callable[[str], Awaitable[None]]:
         async def notice(review_id: str) -> None:
-            await self._send_client(notice_response(
+            await self._send_client(self.layer.edge.for_client(notice_response(
                 "NOTICE", "00000",
                 f"wardgate: waiting for approval of review {review_id} ({hold.decision.reason})",
                 hint=f"an approver runs: wardgate review approve {review_id}",
-            ))
+            )))
 
         return notice
 

@@ -48,6 +48,8 @@ class Prepared:
     source: str = "extended"
     #: Its Parse was denied (replaced by a placeholder): the server never holds it.
     refused: bool = False
+    #: SET client_encoding: the relay's edge switches to this when it runs (see edge.py).
+    encoding_change: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +128,9 @@ class Request:
     statements_done: int = 0  # QUERY: statements the server finished
     started: bool = False  # QUERY: the server has begun it (it is not being skipped)
     payload: Any = None  # what the relay needs back with the replies (e.g. lineage)
+    encoding_change: Any = None  # SET client_encoding / RESET ALL: switch the edge's replies
+    #: QUERY: the judged statements, one per result the server sends, in order.
+    statements: tuple[Command, ...] = ()
 
 
 class ObjectTracker:

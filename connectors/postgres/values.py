@@ -106,6 +106,7 @@ FIXED_SIZES: Final = {
     2206: 4, 3734: 4, 3769: 4, 4089: 4, 4096: 4, 4191: 4, 2278: 0,
 }  # fmt: skip
 _EXPONENT_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]{1,4}")
+_ZERO_FRACTION = re.compile(r"(-?[0-9]+)\.0+")
 _MONEY_NOISE = re.compile(r"[^0-9.\-]")
 # JSON escapes that can hide something from a scan of the raw text: \u0034 (a digit), \" (a
 # quoted key inside a string), \/ (https:\/\/user:password@host). \n, \t and friends decode to
@@ -230,11 +231,13 @@ class ValueMasker:
             spelled = _EXPONENT_NUMBER.sub(_spell_out, text)
             if spelled != text and self._found(spelled):
                 return True
-        if "," in text or "$" in text:
-            cleaned = _MONEY_NOISE.sub("", text)
-            if cleaned != text and self._found(cleaned):
-                return True
-        return False
+        cleaned = _MONEY_NOISE.sub("", text) if ("," in text or "$" in text) else text
+        if cleaned != text and self._found(cleaned):
+            return True
+        # A whole number with a zero fraction (a card kept as numeric(19,2) or money): the
+        # detectors ignore digits glued to a decimal point, so its integer part is scanned.
+        whole = _ZERO_FRACTION.fullmatch(cleaned)
+        return whole is not None and self._found(whole.group(1))
 
     # -- text format ----------------------------------------------------------------------------
 
