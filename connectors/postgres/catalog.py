@@ -155,10 +155,11 @@ def relations_query(names: Iterable[RelationName]) -> str:
     if values:
         wanted_sql = "VALUES " + ", ".join(values)
     else:
-        wanted_sql = (
-            "SELECT NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text WHERE false"
-        )
+        null = "NULL::pg_catalog.text"
+        wanted_sql = f"SELECT {null}, {null}, {null} WHERE false"
     eq = "OPERATOR(pg_catalog.=)"
+    rewrite = "'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid"
+    pg_class = "'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid"
     return f"""WITH RECURSIVE
 wanted(schema_name, rel_name, reg) AS ({wanted_sql}),
 resolved AS (
@@ -171,9 +172,8 @@ closure(rel_oid, depth) AS (
   FROM closure c
   JOIN pg_catalog.pg_rewrite rw ON rw.ev_class {eq} c.rel_oid
     AND rw.ev_type {eq} '1'::pg_catalog."char"
-  JOIN pg_catalog.pg_depend d ON d.classid {eq} 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
-    AND d.objid {eq} rw.oid
-    AND d.refclassid {eq} 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+  JOIN pg_catalog.pg_depend d ON d.classid {eq} {rewrite} AND d.objid {eq} rw.oid
+    AND d.refclassid {eq} {pg_class}
     AND d.refobjid OPERATOR(pg_catalog.<>) c.rel_oid
   WHERE c.depth OPERATOR(pg_catalog.<) {MAX_DEPENDENCY_DEPTH}),
 rels AS (SELECT DISTINCT closure.rel_oid FROM closure),
@@ -205,9 +205,8 @@ SELECT DISTINCT 'v', rw.ev_class::pg_catalog.text, dc.relname::pg_catalog.text,
 FROM rels
 JOIN pg_catalog.pg_rewrite rw ON rw.ev_class {eq} rels.rel_oid
   AND rw.ev_type {eq} '1'::pg_catalog."char"
-JOIN pg_catalog.pg_depend d ON d.classid {eq} 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
-  AND d.objid {eq} rw.oid
-  AND d.refclassid {eq} 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+JOIN pg_catalog.pg_depend d ON d.classid {eq} {rewrite} AND d.objid {eq} rw.oid
+  AND d.refclassid {eq} {pg_class}
   AND d.refobjid OPERATOR(pg_catalog.<>) rels.rel_oid
 JOIN pg_catalog.pg_class dc ON dc.oid {eq} d.refobjid
 JOIN pg_catalog.pg_namespace dn ON dn.oid {eq} dc.relnamespace

@@ -119,8 +119,17 @@ class StatementLineage:
     def allowed(self) -> bool:
         return not self.violations and not self.unknown
 
+    def masks(self, position: int) -> bool:
+        """Whether the relay must mask output column ``position`` of the rows returned: it
+        derives from a masked column, its source is opaque, or it lies beyond the listed
+        outputs (``open_ended``, or a RowDescription wider than the analysis)."""
+        outputs = self.outputs or ()
+        if position < len(outputs):
+            return bool(outputs[position].masked) or outputs[position].opaque
+        return True
+
     def masked_positions(self) -> tuple[int, ...]:
-        """Output positions to mask (derived from a masked column, or opaque)."""
+        """The listed output positions to mask (see :meth:`masks` for the others)."""
         return tuple(i for i, o in enumerate(self.outputs or ()) if o.masked or o.opaque)
 
 

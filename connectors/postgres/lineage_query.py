@@ -82,9 +82,10 @@ class Run(Analyser):
         if schema is None and self.view_names:
             # Inside a view body: pg_get_viewdef wrote this name unqualified because it was
             # visible then; read it as it was printed, whatever the search path is now.
-            schema = self.view_names[-1].get(name)
-            if schema is None:
-                raise self.fail(f"view names relation {name}, which the catalog did not report")
+            # pg_depend records no dependency on pinned objects (the system catalogs), so a
+            # name missing from the map is one of those: definitions are read only while
+            # pg_catalog is searched first. Were it not there, it is not found: opaque.
+            schema = self.view_names[-1].get(name, "pg_catalog")
         found = self.catalog.relation(schema, name)
         if found is NOT_LOADED:
             self.need[RelationName(schema, name)] = None
@@ -146,7 +147,8 @@ class Run(Analyser):
             self.view_names.pop()
         if not inner.open and len(inner.cols) != len(view.columns):
             raise self.fail(
-                f"view {view.qualified} has {len(view.columns)} columns, its definition {len(inner.cols)}"
+                f"view {view.qualified} has {len(view.columns)} columns, "
+                f"its definition {len(inner.cols)}"
             )
         cols: list[Col] = []
         for index, column in enumerate(view.columns):
@@ -201,8 +203,8 @@ class Run(Analyser):
                 if index == len(columns):
                     columns.append([])
                 columns[index].append(self.expr(item, scope))
-        cols = [(f"column{i + 1}", lins[0] if len(lins) == 1 else derive(lins))
-                for i, lins in enumerate(columns)]  # fmt: skip
+        # A VALUES column is a new value, even from one row (the server reports no origin).
+        cols = [(f"column{i + 1}", derive(lins)) for i, lins in enumerate(columns)]
         return Rel(cols, sure=[True] * len(cols))
 
     def _plain_select(self, node: Node, outer: Scope | None, ctes: Ctes | None) -> Rel:
@@ -331,7 +333,8 @@ class Run(Analyser):
                 return Rel(list(item.cols), item.open, item.rest)
         # The fields of a computed row are not known here: their count, hence every later
         # position, is unknown.
-        return Rel([], True, self.expr({"A_Indirection": {**node, "indirection": entries[:-1]}}, scope))
+        row = {"A_Indirection": {**node, "indirection": entries[:-1]}}
+        return Rel([], True, self.expr(row, scope))
 
     def from_item(self, wrapped: Any, lateral: Scope, ctes: Ctes | None,
                   outer: Scope | None) -> Frame:  # fmt: skip
@@ -589,8 +592,11 @@ class Run(Analyser):
         _, search = unwrap(entry.get("search_clause"))
         _, cycle = unwrap(entry.get("cycle_clause"))
         extra: list[Col] = []
-        for clause, use, keys in ((search, "SEARCH", ("search_seq_column",)),
-                                  (cycle, "CYCLE", ("cycle_mark_column", "cycle_path_column"))):  # fmt: skip
+        clauses = (
+            (search, "SEARCH", ("search_seq_column",)),
+            (cycle, "CYCLE", ("cycle_mark_column", "cycle_path_column")),
+        )
+        for clause, use, keys in clauses:
             if not clause:
                 continue
             listed = set(strings(clause.get("search_col_list") or clause.get("cycle_col_list")))

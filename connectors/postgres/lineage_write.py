@@ -43,8 +43,7 @@ def _target(run: Run, node: Node) -> tuple[Item, Rel, Column]:
     return item, rel, column
 
 
-def _write(run: Run, column: Column, name: str,
-           value: Lin) -> None:  # fmt: skip
+def _write(run: Run, column: Column, name: str, value: Lin) -> None:
     dest, qualified = column(name)
     masked = bool(dest.masked) if dest is not None else run.masked_name(name)
     run.copied(value, qualified, masked)
@@ -89,8 +88,7 @@ class Statement(Run):
         return dml(self, ntype, node, outer, ctes) or Rel([])
 
 
-def _insert(run: Run, node: Node, scope: Scope, rel: Rel,
-            column: Column) -> None:  # fmt: skip
+def _insert(run: Run, node: Node, scope: Scope, rel: Rel, column: Column) -> None:
     names = [str(unwrap(c)[1].get("name", "")) for c in node.get("cols") or []]
     if not names:
         names = [n for n, _ in rel.cols]
@@ -110,9 +108,9 @@ def _insert(run: Run, node: Node, scope: Scope, rel: Rel,
         _on_conflict(run, conflict, scope, rel, column, inserted)
 
 
-def _on_conflict(run: Run, clause: Node, scope: Scope, rel: Rel,
-                 column: Column,
-                 inserted: dict[str, Lin]) -> None:  # fmt: skip
+def _on_conflict(
+    run: Run, clause: Node, scope: Scope, rel: Rel, column: Column, inserted: dict[str, Lin]
+) -> None:
     infer = clause.get("infer") or {}
     for entry in infer.get("indexElems") or []:
         _, elem = unwrap(entry)
@@ -120,17 +118,15 @@ def _on_conflict(run: Run, clause: Node, scope: Scope, rel: Rel,
             run.violation(run.column([{"String": {"sval": elem["name"]}}], scope), "ON CONFLICT")
         run.predicate(elem.get("expr"), scope, "ON CONFLICT")
     run.predicate(infer.get("whereClause"), scope, "ON CONFLICT")
-    # EXCLUDED is the row proposed for insertion.
-    proposed = [(n, derive([lin, inserted.get(n, NONE)]) if n in inserted else lin)
-                for n, lin in rel.cols]  # fmt: skip
-    excluded = Item("excluded", Rel(proposed, rel.open, derive([rel.rest, *inserted.values()])))
+    # EXCLUDED is the row proposed for insertion: what was inserted, defaults elsewhere.
+    proposed = [(n, inserted.get(n, NONE)) for n, _ in rel.cols]
+    excluded = Item("excluded", Rel(proposed, rel.open, derive(list(inserted.values()))))
     inner = Scope([*scope.items, excluded], scope.parent, scope.ctes)
     _assign(run, clause.get("targetList") or [], inner, column)
     run.predicate(clause.get("whereClause"), inner, "ON CONFLICT ... WHERE")
 
 
-def _assign(run: Run, targets: list[Any], scope: Scope,
-            column: Column) -> None:  # fmt: skip
+def _assign(run: Run, targets: list[Any], scope: Scope, column: Column) -> None:
     """UPDATE/ON CONFLICT/MERGE SET lists: each value is written into its column."""
     sources: dict[int, Rel] = {}
     for entry in targets:
@@ -157,8 +153,7 @@ def _assign(run: Run, targets: list[Any], scope: Scope,
         _write(run, column, str(target.get("name", "")), lin)
 
 
-def _merge(run: Run, node: Node, scope: Scope, rel: Rel,
-           column: Column) -> None:  # fmt: skip
+def _merge(run: Run, node: Node, scope: Scope, rel: Rel, column: Column) -> None:
     source = run.from_item(node.get("sourceRelation"), Scope([], scope.parent, scope.ctes),
                            scope.ctes, scope.parent)  # fmt: skip
     scope.items.extend(source.items)

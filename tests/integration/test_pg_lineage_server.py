@@ -14,6 +14,8 @@ For every statement of the unit tables that the server runs, three things must a
 from __future__ import annotations
 
 import fnmatch
+import re
+import subprocess
 from collections.abc import Iterator
 
 import psycopg
@@ -290,3 +292,48 @@ def test_show_output_is_not_masked_by_a_glob(conn: psycopg.Connection[tuple[obje
     assert isinstance(result, Analysis) and result.statements[0].masked_positions() == ()
     assert not isinstance(result, NeedRelations)
     assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
+
+
+PSQL_COMMANDS = ["\\d customers", "\\d v", "\\dt", "\\dv", "\\du", "\\df", "\\dn", "\\l",
+                 "\\d+ mv_cards", "\\dp customers", "\\dx", "\\conninfo"]  # fmt: skip
+
+
+def test_psql_describe_queries_are_not_masked_or_denied(pg_cluster: PgCluster, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """What psql sends for its meta-commands reads pg_catalog only: with the shipped globs
+    (``*password*`` matches pg_authid.rolpassword) nothing is denied, no output is masked."""
+    shipped = ("*password*", "*secret*", "*ssn*")
+
+    def shipped_masked(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name.lower(), g) for g in shipped)
+
+    argv = [str(pg_cluster.bindir / "psql"), "-X", "-E", "-h", str(pg_cluster.socket_dir),
+            "-p", str(pg_cluster.port), "-U", pg_cluster.superuser, "-d", pg_cluster.dbname]  # fmt: skip
+    script = f"SET search_path = {SCHEMA};\n" + "\n".join(PSQL_COMMANDS) + "\n"
+    done = subprocess.run(argv, check=False, input=script, capture_output=True, text=True, timeout=60,
+                          cwd=pg_cluster.root, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    queries = re.findall(r"\*{9} QUERY \*{10}\n(.*?)\n\*{26}", done.stdout, re.DOTALL)
+    assert len(queries) >= len(PSQL_COMMANDS)
+    cache = CatalogCache()
+    for query in queries:
+        for _ in range(6):
+            result = analyze(query, cache, shipped_masked)
+            if isinstance(result, Analysis):
+                break
+            rows = conn.execute(relations_query(result.names)).fetchall()
+            cache.store(parse_relation_rows(rows), 0.0)  # type: ignore[arg-type]
+        assert isinstance(result, Analysis), query
+        for lineage in result.statements:
+            assert lineage.allowed, (query, lineage.violations, lineage.unknown)
+            assert lineage.masked_positions() == (), (query, lineage.outputs)
+
+
+def test_driver_introspection_queries_are_not_masked_or_denied(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """asyncpg's type introspection (recursive CTEs, ARRAY sublinks over pg_type) on connect."""
+    from asyncpg import introspection
+
+    cache = CatalogCache()
+    for query in (introspection.INTRO_LOOKUP_TYPES, introspection.TYPE_BY_NAME):
+        (lineage,) = load_and_analyze(conn, cache, query).statements
+        assert lineage.allowed, (lineage.violations, lineage.unknown)
+        assert lineage.masked_positions() == ()

@@ -132,6 +132,12 @@ OUTPUTS = {
     "subquery_alias": Out("SELECT s.a FROM (SELECT card AS a FROM customers) s", (0,)),
     "subquery_star": Out("SELECT * FROM (SELECT * FROM customers) s", (3, 4), 5),
     "lateral_subquery": Out("SELECT s.z FROM customers c, LATERAL (SELECT c.card AS z) s", (0,)),
+    "lateral_values": Out("SELECT v.x FROM customers c CROSS JOIN LATERAL (VALUES (c.card)) v(x)", (0,)),
+    "lateral_whole_row": Out("SELECT s.x FROM customers c, LATERAL (SELECT c) s(x)", (0,)),
+    "lateral_json_to_record": Out("SELECT r.card FROM customers c JOIN LATERAL jsonb_to_record(to_jsonb(c)) AS r(card text) ON true", (0,)),
+    "alias_list_moves_names": Out("SELECT card, innocuous FROM customers AS c(card, b, c2, innocuous)", (1,), 2, (1,)),
+    "table_subquery": Out("SELECT * FROM (TABLE customers) s", (3, 4), 5),
+    "delete_returning_whole_row": Out("DELETE FROM customers c WHERE id = 1 RETURNING c", (0,)),
     # Joins.
     "join_star": Out("SELECT * FROM customers JOIN orders ON orders.customer_id = customers.id", (3, 4), 9),
     "join_using_merges_first": Out("SELECT * FROM customers c JOIN orders o USING (id)", (3, 4), 8),
@@ -249,6 +255,10 @@ VIOLATIONS = {
     "where_exists_correlated": ("SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.note = c.card)", "card is used in WHERE"),
     "where_correlated_in_output": ("SELECT (SELECT 1 WHERE c.card LIKE '4%') FROM customers c", "card is used in WHERE"),
     "where_outer_unqualified": ("SELECT (SELECT note FROM orders WHERE note = card LIMIT 1) FROM customers", "card is used in WHERE"),
+    "where_whole_row_equals": ("SELECT id FROM customers WHERE customers = ROW(1, 'a', 'b', 'c', 'd')", "card is used in WHERE"),
+    "where_row_comparison": ("SELECT id FROM customers WHERE (card, id) = ('4111', 1)", "card is used in WHERE"),
+    "where_rank_by_sublink": ("SELECT (SELECT count(*) FROM customers c2 WHERE c2.card < c.card) FROM customers c", "card is used in WHERE"),
+    "where_implicit_join": ("SELECT c.id FROM customers c, cards_archive a WHERE c.card = a.card", "card is used in WHERE"),
     "view_with_filter": ("SELECT id FROM vfilter", "card is used in WHERE (in view public.vfilter)"),
     "join_on": ("SELECT 1 FROM customers a JOIN customers b ON a.card < b.card", "used in JOIN ... ON"),
     "join_using": ("SELECT 1 FROM customers JOIN cards_archive USING (card)", "used in JOIN ... USING"),
@@ -265,6 +275,11 @@ VIOLATIONS = {
     "order_by_with_ties": ("SELECT id FROM customers ORDER BY ssn FETCH FIRST 1 ROWS WITH TIES", "used in ORDER BY"),
     "order_by_set_operation": ("(SELECT card FROM customers) UNION ALL (SELECT note FROM orders) ORDER BY 1", "used in ORDER BY"),
     "distinct": ("SELECT DISTINCT card FROM customers", "used in DISTINCT"),
+    "distinct_whole_row": ("SELECT DISTINCT c FROM customers c", "card is used in DISTINCT"),
+    "distinct_in_subquery": ("SELECT count(*) FROM (SELECT DISTINCT card FROM customers) s", "used in DISTINCT"),
+    "order_by_whole_row": ("SELECT id FROM customers ORDER BY customers", "card is used in ORDER BY"),
+    "order_by_in_copy": ("COPY (SELECT id FROM customers ORDER BY card) TO STDOUT", "used in ORDER BY"),
+    "having_bool_or": ("SELECT 1 FROM customers HAVING bool_or(card LIKE '4%')", "used in HAVING"),
     "distinct_on": ("SELECT DISTINCT ON (card) id FROM customers", "used in DISTINCT ON"),
     "limit": ("SELECT id FROM customers LIMIT length((SELECT card FROM customers LIMIT 1))", "used in LIMIT"),
     "offset_subquery_filter": ("SELECT id FROM customers OFFSET (SELECT count(*) FROM customers WHERE card > '4')", "used in WHERE"),
@@ -379,6 +394,7 @@ ALLOWED = {
     "rename_to_masked_name": "ALTER TABLE t RENAME COLUMN a TO card_number_copy",
     "plain_index": "CREATE INDEX ON customers (card)",
     "copy_from_stdin": "COPY t FROM STDIN",
+    "on_conflict_excluded_exact_copy": "INSERT INTO cards_archive (card, id) SELECT card, id FROM customers ON CONFLICT (id) DO UPDATE SET card = excluded.card",
     "on_conflict_unmasked": "INSERT INTO t (a) VALUES ('x') ON CONFLICT (a) DO UPDATE SET b = excluded.a",
     "begin_then_select": "BEGIN; SELECT card FROM customers; COMMIT",
     "window_on_unmasked": "SELECT lag(card) OVER (PARTITION BY id ORDER BY name) FROM customers",
@@ -424,6 +440,14 @@ def test_star_over_a_missing_relation_is_open_ended() -> None:
     assert lineage.open_ended
     assert lineage.outputs is not None and len(lineage.outputs) == 5
     assert lineage.masked_positions() == (3, 4)
+
+
+def test_positions_past_the_listed_outputs_are_masked() -> None:
+    """The relay asks per RowDescription column: an unlisted one is never shown as it is."""
+    lineage = one("SELECT c.*, m.* FROM customers c, missing_table m")
+    assert [lineage.masks(i) for i in range(7)] == [False, False, False, True, True, True, True]
+    plain = one("SELECT id FROM customers")
+    assert not plain.masks(0) and plain.masks(1)  # wider than analysed: fail closed
 
 
 def test_star_after_an_unknown_width_function_stops_the_listing() -> None:
