@@ -330,7 +330,7 @@ def test_psql_describe_queries_are_not_masked_or_denied(pg_cluster: PgCluster, c
 
 def test_driver_introspection_queries_are_not_masked_or_denied(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """asyncpg's type introspection (recursive CTEs, ARRAY sublinks over pg_type) on connect."""
-    from asyncpg import introspection
+    from asyncpg import introspection  # type: ignore[import-untyped]
 
     cache = CatalogCache()
     for query in (introspection.INTRO_LOOKUP_TYPES, introspection.TYPE_BY_NAME):

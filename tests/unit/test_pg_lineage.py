@@ -2,19 +2,97 @@
 
 Every row of the tables is an attack spelling (or a precision case that must stay unmasked)
 with the output positions the relay must mask, or the violation it must deny with. The fake
-catalog has ``customers(id, name, email, card, ssn)`` with ``[masking] columns = ["card",
-"*ssn*"]``; see ``pg_lineage_fakes.py``.
+catalog (:class:`FakeCatalog`, resolving names as a server with ``search_path = public``) has
+``customers(id, name, email, card, ssn)`` with ``[masking] columns = ["card", "*ssn*"]``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
 
+from connectors.postgres.catalog import (
+    NOT_FOUND,
+    NOT_LOADED,
+    Column,
+    Missing,
+    Relation,
+    RelationName,
+)
 from connectors.postgres.lineage import Analysis, NeedRelations, StatementLineage, analyze
-from tests.unit.pg_lineage_fakes import FakeCatalog
+
+TEXT, INT, NUMERIC = 25, 23, 1700
+
+
+class FakeCatalog:
+    """``tables``: "schema.name" -> "col type, col type" (type: text|int|numeric);
+    ``views``: "schema.name" -> (columns, SELECT text). ``unloaded`` names answer NOT_LOADED
+    until :meth:`load` is called with them, which records the request."""
+
+    def __init__(self, tables: dict[str, str], views: dict[str, tuple[str, str]] | None = None,
+                 *, search_path: Iterable[str] = ("public",), safe: bool | None = True,
+                 unloaded: Iterable[str] = ()) -> None:
+        self.search_path = list(search_path)
+        self.safe = safe
+        self.relations: dict[tuple[str, str], Relation] = {}
+        self.unloaded = set(unloaded)
+        self.requests: list[tuple[str | None, str]] = []
+        oid = 16000
+        types = {"text": TEXT, "int": INT, "numeric": NUMERIC}
+        for qualified, spec in tables.items():
+            schema, name = qualified.split(".")
+            oid += 1
+            parts = [part.split() for part in spec.split(",")]
+            columns = tuple(Column(c, i, types[t]) for i, (c, t) in enumerate(parts, 1))
+            self.relations[(schema, name)] = Relation(oid, schema, name, "r", columns)
+        for qualified, (cols, sql) in (views or {}).items():
+            schema, name = qualified.split(".")
+            oid += 1
+            view_columns = tuple(Column(c.strip(), i, TEXT) for i, c in enumerate(cols.split(","), 1))
+            kind = "m" if name.startswith("mv") else "v"
+            self.relations[(schema, name)] = Relation(oid, schema, name, kind, view_columns, sql)
+        visible = self._visible()
+        for key, rel in list(self.relations.items()):
+            if rel.view_sql is not None:
+                self.relations[key] = Relation(rel.oid, rel.schema, rel.name, rel.kind,
+                                               rel.columns, rel.view_sql, visible)
+
+    def _visible(self) -> tuple[tuple[str, str], ...]:
+        names: dict[str, str] = {}
+        for schema in ["pg_catalog", *self.search_path]:
+            for (s, n) in self.relations:
+                if s == schema:
+                    names.setdefault(n, s)
+        return tuple(sorted(names.items()))
+
+    def relation(self, schema: str | None, name: str) -> Relation | Missing:
+        key = f"{schema}.{name}" if schema else name
+        if key in self.unloaded:
+            self.requests.append((schema, name))
+            return NOT_LOADED
+        if schema is not None:
+            return self.relations.get((schema, name), NOT_FOUND)
+        for s in ["pg_temp", "pg_catalog", *self.search_path]:
+            if (s, name) in self.relations:
+                return self.relations[(s, name)]
+        return NOT_FOUND
+
+    def relation_by_oid(self, oid: int) -> Relation | Missing:
+        for rel in self.relations.values():
+            if rel.oid == oid:
+                return rel
+        return NOT_FOUND
+
+    def search_path_safe(self) -> bool | None:
+        return self.safe
+
+    def load(self, names: Iterable[RelationName]) -> None:
+        for n in names:
+            self.unloaded.discard(f"{n.schema}.{n.name}" if n.schema else n.name)
+
 
 GLOBS = ("card", "*ssn*")
 

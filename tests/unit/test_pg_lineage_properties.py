@@ -6,8 +6,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.postgres.lineage import Analysis, analyze
-from tests.unit.pg_lineage_fakes import FakeCatalog
-from tests.unit.test_pg_lineage import OUTPUTS, TABLES, VIEWS, VIOLATIONS, catalog, is_masked
+from tests.unit.test_pg_lineage import (
+    OUTPUTS,
+    TABLES,
+    VIEWS,
+    VIOLATIONS,
+    FakeCatalog,
+    catalog,
+    is_masked,
+)
 
 COLUMNS = ["id", "name", "email", "card", "ssn"]
 MASKED = {"card", "ssn"}
@@ -31,7 +38,7 @@ def expressions(draw: st.DrawFn, depth: int = 0) -> tuple[str, bool]:
     if shape == "op":
         return "(" + " || ".join(f"{s}::text" for s in sqls) + ")", reads
     if shape == "case":
-        return f"CASE WHEN {sqls[0]} IS NULL THEN {sqls[-1]}::text END", reads
+        return f"CASE WHEN {sqls[0]} IS NULL THEN {sqls[-1]}::text END", parts[0][1] or parts[-1][1]
     if shape == "cast":
         return f"({sqls[0]})::varchar", parts[0][1]
     if shape == "sublink":
