@@ -111,8 +111,16 @@ class Catalog(Protocol):
         ...
 
     def search_path_safe(self) -> bool | None:
-        """Whether ``pg_catalog`` comes first in the search path for functions and operators,
-        so an unqualified builtin name is the builtin; None when not loaded yet."""
+        """Whether ``pg_catalog`` comes first in the search path (for functions, operators and
+        view definitions); None when not loaded yet."""
+        ...
+
+    def resolves_to_builtin(self, kind: str, name: str) -> bool | None:
+        """Whether an unqualified ``kind`` ("function", "operator", "type") of this name can
+        only be the builtin: False when a schema precedes pg_catalog, or when a schema the
+        server searches holds one of that name that no extension installed (PostgreSQL picks
+        the best argument match across schemas, and searches pg_temp first for types); None
+        when not loaded yet."""
         ...
 
 
@@ -129,6 +137,32 @@ def _text(value: str) -> str:
     """A text value as hex digits the server decodes: no quoting rule can touch it."""
     hexed = value.encode("utf-8").hex()
     return f"pg_catalog.convert_from(pg_catalog.decode('{hexed}', 'hex'), 'UTF8')"
+
+
+# Objects in a searched schema, not installed by an extension, named as a builtin is: they may
+# be picked instead of it. (kind, catalog, name column, namespace column)
+_SHADOWING = (
+    ("function", "pg_proc", "proname", "pronamespace"),
+    ("operator", "pg_operator", "oprname", "oprnamespace"),
+    ("type", "pg_type", "typname", "typnamespace"),
+)
+
+
+def _shadowing(eq: str) -> str:
+    builtin_ns = "'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid"
+    parts = []
+    for kind, table, name, namespace in _SHADOWING:
+        parts.append(f"""SELECT DISTINCT 'x', '{kind}', x.{name}::pg_catalog.text, NULL, NULL, NULL
+FROM pg_catalog.{table} x
+JOIN pg_catalog.pg_namespace n ON n.oid {eq} x.{namespace}
+JOIN pg_catalog.unnest(pg_catalog.current_schemas(true)) AS sp(nsp) ON sp.nsp {eq} n.nspname
+WHERE n.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'
+  AND EXISTS (SELECT FROM pg_catalog.{table} b
+    WHERE b.{namespace} {eq} {builtin_ns} AND b.{name} {eq} x.{name})
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e
+    WHERE e.classid {eq} 'pg_catalog.{table}'::pg_catalog.regclass::pg_catalog.oid
+    AND e.objid {eq} x.oid AND e.deptype {eq} 'e'::pg_catalog."char")""")
+    return "\nUNION ALL\n".join(parts)
 
 
 def relations_query(names: Iterable[RelationName]) -> str:
@@ -160,6 +194,7 @@ def relations_query(names: Iterable[RelationName]) -> str:
     eq = "OPERATOR(pg_catalog.=)"
     rewrite = "'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid"
     pg_class = "'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid"
+    shadowing = _shadowing(eq)
     return f"""WITH RECURSIVE
 wanted(schema_name, rel_name, reg) AS ({wanted_sql}),
 resolved AS (
@@ -212,6 +247,8 @@ JOIN pg_catalog.pg_class dc ON dc.oid {eq} d.refobjid
 JOIN pg_catalog.pg_namespace dn ON dn.oid {eq} dc.relnamespace
 WHERE pg_catalog.pg_table_is_visible(dc.oid)
 UNION ALL
+{shadowing}
+UNION ALL
 SELECT 's', path.first_schema, NULL, NULL, NULL, NULL FROM path"""
 
 
@@ -226,6 +263,7 @@ class CatalogAnswer:
     names: tuple[tuple[RelationName, int | None], ...]
     relations: tuple[Relation, ...]
     search_path_safe: bool
+    shadowed: frozenset[tuple[str, str]] = frozenset()  # (kind, name) a builtin may lose to
 
 
 def _int(value: str | None, what: str) -> int:
@@ -251,6 +289,7 @@ def parse_relation_rows(rows: Iterable[Sequence[str | None]]) -> CatalogAnswer:
     columns: dict[int, dict[int, Column]] = {}
     visible: dict[int, dict[str, str]] = {}
     safe: bool | None = None
+    shadowed: set[tuple[str, str]] = set()
     for count, row in enumerate(rows):
         if count >= MAX_ROWS:
             raise CatalogError("catalog answer has too many rows")
@@ -274,6 +313,10 @@ def parse_relation_rows(rows: Iterable[Sequence[str | None]]) -> CatalogAnswer:
                 raise CatalogError("catalog answer: duplicate column number")
         elif kind == "v":
             visible.setdefault(_int(a, "view oid"), {})[_str(b, "name")] = _str(c, "schema")
+        elif kind == "x":
+            if a not in ("function", "operator", "type"):
+                raise CatalogError("catalog answer: unknown kind of object")
+            shadowed.add((a, _str(b, "name")))
         elif kind == "s":
             safe = a == "pg_catalog"
         else:
@@ -298,7 +341,7 @@ def parse_relation_rows(rows: Iterable[Sequence[str | None]]) -> CatalogAnswer:
     for _, oid in names:
         if oid is not None and oid not in known:
             raise CatalogError("catalog answer resolves a name to a relation it does not describe")
-    return CatalogAnswer(tuple(names), tuple(relations), safe)
+    return CatalogAnswer(tuple(names), tuple(relations), safe, frozenset(shadowed))
 
 
 class CatalogCache:
@@ -325,7 +368,7 @@ class CatalogCache:
         # order is age order: storing again moves an entry to the end.
         self._names: dict[tuple[str | None, str], tuple[int | None, float]] = {}
         self._relations: dict[int, tuple[Relation, float]] = {}
-        self._safe: tuple[bool, float] | None = None
+        self._safe: tuple[bool, frozenset[tuple[str, str]], float] | None = None
         self._earliest = float("inf")  # the first moment an entry expires
         #: Results derived from these answers (the lineage analyser's, per statement): emptied
         #: whenever an answer may change, on a store, an invalidation or an expiry.
@@ -356,7 +399,7 @@ class CatalogCache:
         for name, oid in answer.names:
             ttl = self.ttl if oid is not None else self.negative_ttl
             self._put_name((name.schema, name.name), oid, self._now + ttl)
-        self._safe = (answer.search_path_safe, expiry)
+        self._safe = (answer.search_path_safe, answer.shadowed, expiry)
         self._earliest = min(self._earliest, expiry, self._now + self.negative_ttl)
         self.memo.clear()
         while len(self._relations) > self.max_relations:
@@ -383,9 +426,14 @@ class CatalogCache:
         return entry[0]
 
     def search_path_safe(self) -> bool | None:
-        if self._safe is None or self._safe[1] <= self._now:
+        if self._safe is None or self._safe[2] <= self._now:
             return None
         return self._safe[0]
+
+    def resolves_to_builtin(self, kind: str, name: str) -> bool | None:
+        if self._safe is None or self._safe[2] <= self._now:
+            return None
+        return self._safe[0] and (kind, name) not in self._safe[1]
 
     def __len__(self) -> int:
         return len(self._relations)

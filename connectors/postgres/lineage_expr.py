@@ -55,6 +55,23 @@ _SRF = words("""
     aclexplode ts_debug ts_parse ts_token_type pg_get_keywords pg_lock_status ts_stat
 """)
 
+# pg_catalog's type names (base, domain, enum, range, multirange, pseudo; PostgreSQL 15-18).
+# A cast to any other type may run code of the agent's (a domain's CHECK sees the value).
+BUILTIN_TYPES = words("""
+    aclitem any anyarray anycompatible anycompatiblearray anycompatiblemultirange
+    anycompatiblenonarray anycompatiblerange anyelement anyenum anymultirange anynonarray
+    anyrange bit bool box bpchar bytea char cid cidr circle cstring date datemultirange
+    daterange event_trigger fdw_handler float4 float8 gtsvector index_am_handler inet int2
+    int2vector int4 int4multirange int4range int8 int8multirange int8range internal interval
+    json jsonb jsonpath language_handler line lseg macaddr macaddr8 money name numeric
+    nummultirange numrange oid oidvector path pg_brin_bloom_summary pg_brin_minmax_multi_summary
+    pg_ddl_command pg_dependencies pg_lsn pg_mcv_list pg_ndistinct pg_node_tree pg_snapshot
+    point polygon record refcursor regclass regcollation regconfig regdictionary regnamespace
+    regoper regoperator regproc regprocedure regrole regtype table_am_handler text tid time
+    timestamp timestamptz timetz trigger tsm_handler tsmultirange tsquery tsrange tstzmultirange
+    tstzrange tsvector txid_snapshot unknown uuid varbit varchar void xid xid8 xml
+""")
+
 
 class Analyser:
     """The analysis of one top-level statement: what it found, what it needs, its budgets."""
@@ -259,6 +276,8 @@ class Analyser:
                 return self.sublink(node, scope)
             if ntype == "A_Indirection":
                 return self.indirection(node, scope)
+            if ntype == "TypeCast":
+                return self.cast(node, scope)
             if ntype == "A_Expr":
                 args = [node.get("lexpr"), node.get("rexpr")]
                 lins = [self.expr(a, scope) for a in flat(args)]
@@ -297,16 +316,30 @@ class Analyser:
                     stack.extend(value.values())  # a bare struct (JsonValueExpr, ...)
         return derive(lins)
 
+    def builtin(self, kind: str, name: str) -> bool:
+        """Whether an unqualified name is the builtin (asked for when not known yet)."""
+        trusted = self.catalog.resolves_to_builtin(kind, name)
+        if trusted is None:
+            self.need_settings = True  # this pass assumes so; the retry knows
+        return trusted is not False
+
     def operator(self, name: Any, lins: list[Lin]) -> Lin:
         parts = strings(name)
         if parts and not functions.is_builtin_operator(parts):
             return self.call(parts, lins, "operator " + functions.qualified_name(parts))
-        if parts and self.catalog.search_path_safe() is not True and parts[0] != "pg_catalog":
-            if self.catalog.search_path_safe() is None:
-                self.need_settings = True
-            else:
-                return self.call(["?", *parts], lins, "operator " + parts[-1])
+        if parts and parts[0] != "pg_catalog" and not self.builtin("operator", parts[-1]):
+            return self.call(parts, lins, "operator " + parts[-1])
         return derive(lins)
+
+    def cast(self, node: Node, scope: Scope) -> Lin:
+        lin = self.generic(node, scope)
+        names = strings((node.get("typeName") or {}).get("names"))
+        if len(names) == 2 and names[0] == "pg_catalog":
+            return lin
+        if len(names) == 1 and names[0] in BUILTIN_TYPES and self.builtin("type", names[0]):
+            return lin
+        label = "a cast to type " + functions.qualified_name(names)
+        return self.call(names, [lin], label)
 
     def function_kind(self, parts: list[str]) -> str:
         """user | dynamic | effect | pure: what the call can do besides computing a value."""
@@ -316,12 +349,8 @@ class Analyser:
             if effect is None:
                 return "user"
             return "dynamic" if "dynamic_sql" in effect.flags else "effect"
-        if len(parts) == 1:
-            safe = self.catalog.search_path_safe()
-            if safe is None:
-                self.need_settings = True
-            elif not safe:
-                return "user"  # a schema ahead of pg_catalog may hold a function of this name
+        if len(parts) == 1 and not self.builtin("function", parts[0]):
+            return "user"  # another schema may hold a better match of this name
         return "pure"
 
     def call(self, parts: list[str], lins: list[Lin], label: str) -> Lin:

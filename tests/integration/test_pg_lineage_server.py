@@ -173,6 +173,37 @@ def test_catalog_query_is_immune_to_a_shadowing_search_path(conn: psycopg.Connec
         conn.execute("DROP SCHEMA evil CASCADE")
 
 
+@pytest.mark.parametrize(("setup", "sql", "violation"), [
+    # Best argument match across schemas: public.reverse(varchar) beats pg_catalog.reverse(text).
+    (("CREATE FUNCTION reverse(varchar) RETURNS text LANGUAGE plpgsql AS "
+      "'BEGIN RAISE NOTICE ''%'', $1; RETURN pg_catalog.reverse($1::text); END'"),
+     "SELECT reverse(card::varchar) FROM customers", "a call to reverse"),
+    # Types are looked up in pg_temp before pg_catalog: a domain's CHECK sees every value.
+    (("CREATE FUNCTION pg_temp.peek(text) RETURNS bool LANGUAGE plpgsql AS "
+      "'BEGIN RAISE NOTICE ''%'', $1; RETURN true; END'; "
+      "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.peek(VALUE))"),
+     "SELECT card::text FROM customers", "a cast to type text"),
+])
+def test_builtin_names_shadowed_by_the_agent_are_not_trusted(conn: psycopg.Connection[tuple[object, ...]], setup: str, sql: str, violation: str) -> None:
+    """The agent's function (or domain) would receive the masked value and RAISE NOTICE it:
+    the catalog answer names what shadows a builtin, and the analyser refuses to pass it one."""
+    notices: list[str] = []
+
+    def heard(diagnostic: psycopg.errors.Diagnostic) -> None:
+        notices.append(str(diagnostic.message_primary))
+
+    conn.add_notice_handler(heard)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(setup)
+            conn.execute(sql)
+            assert any(card in notices for card in CARDS)  # the attack works on the server
+            lineage = load_and_analyze(conn, CatalogCache(), sql).statements[0]
+            assert any(violation in v for v in lineage.violations), lineage
+    finally:
+        conn.remove_notice_handler(heard)
+
+
 def test_temporary_table_shadows_as_the_server_resolves_it(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute("CREATE TEMP TABLE vsafe (card text)")
     try:

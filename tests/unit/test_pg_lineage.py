@@ -34,9 +34,10 @@ class FakeCatalog:
 
     def __init__(self, tables: dict[str, str], views: dict[str, tuple[str, str]] | None = None,
                  *, search_path: Iterable[str] = ("public",), safe: bool | None = True,
-                 unloaded: Iterable[str] = ()) -> None:
+                 unloaded: Iterable[str] = (), shadowed: Iterable[tuple[str, str]] = ()) -> None:
         self.search_path = list(search_path)
         self.safe = safe
+        self.shadowed = set(shadowed)
         self.relations: dict[tuple[str, str], Relation] = {}
         self.unloaded = set(unloaded)
         self.requests: list[tuple[str | None, str]] = []
@@ -88,6 +89,11 @@ class FakeCatalog:
 
     def search_path_safe(self) -> bool | None:
         return self.safe
+
+    def resolves_to_builtin(self, kind: str, name: str) -> bool | None:
+        if self.safe is None:
+            return None
+        return self.safe and (kind, name) not in self.shadowed
 
     def load(self, names: Iterable[RelationName]) -> None:
         for n in names:
@@ -568,6 +574,28 @@ def test_builtins_are_not_trusted_when_a_schema_precedes_pg_catalog(sql: str, vi
     """HOSTILE C.14: with search_path = evil, pg_catalog, evil.reverse may RAISE NOTICE."""
     lineage = one(sql, catalog(safe=False))
     assert any(violation in v for v in lineage.violations), lineage.violations
+
+
+@pytest.mark.parametrize(("sql", "shadowed", "violation"), [
+    ("SELECT reverse(card) FROM customers", ("function", "reverse"), "a call to reverse"),
+    ("SELECT card || 'x' FROM customers", ("operator", "||"), "a call to operator ||"),
+    ("SELECT card::text FROM customers", ("type", "text"), "a cast to type text"),
+])
+def test_a_builtin_name_another_schema_also_holds_is_not_trusted(sql: str, shadowed: tuple[str, str], violation: str) -> None:
+    """PostgreSQL picks the best argument match across every searched schema (and looks types
+    up in pg_temp first): public.reverse(varchar) wins over pg_catalog.reverse(text) for a
+    varchar column, a pg_temp.text domain's CHECK sees every ::text value."""
+    assert one(sql).violations == ()
+    lineage = one(sql, catalog(shadowed=[shadowed]))
+    assert any(violation in v for v in lineage.violations), lineage.violations
+
+
+@pytest.mark.parametrize("sql", ["SELECT card::my_domain FROM customers",
+                                 "SELECT CAST(ssn AS public.d) FROM customers"])
+def test_a_cast_to_a_type_that_is_not_builtin_is_a_call(sql: str) -> None:
+    """A domain's CHECK runs a function of the agent's on the value."""
+    assert any("a cast to type" in v for v in one(sql).violations)
+    assert one("SELECT 'x'::my_domain").outputs[0].opaque  # type: ignore[index]
 
 
 def test_pg_catalog_qualified_builtins_stay_trusted() -> None:
