@@ -20,6 +20,7 @@ from gateway.model import Identity, Target
 from gateway.runtime import Gateway, SessionLimitError
 from gateway.tls import TLSError, TLSStream
 
+from .catalog_client import TargetCatalog
 from .codec import FrontendDecoder
 from .edge import ClientEdge, TranscodeError
 from .messages import (
@@ -87,6 +88,16 @@ class PostgresConnector:
     def __init__(self) -> None:
         # The agent gets the gateway's own cancel key; this maps it to the target's.
         self._cancel_keys: dict[tuple[int, bytes], _CancelTarget] = {}
+        # Per target: its catalog, read on a connection of the gateway's own, for every session.
+        self._catalogs: dict[str, TargetCatalog] = {}
+
+    def _catalog(self, gw: Gateway, target: Target) -> TargetCatalog:
+        found = self._catalogs.get(target.name)
+        if found is None or found.target is not target:
+            found = TargetCatalog(gw, target,
+                                  max_message_size=gw.config.limits.max_message_bytes)
+            self._catalogs[target.name] = found
+        return found
 
     async def handle(self, stream: trio.abc.Stream, ctx: ConnectionContext) -> None:
         client = _Client(stream, FrontendDecoder(ctx.gateway.config.limits.max_message_bytes))
@@ -182,6 +193,7 @@ class PostgresConnector:
                     ready_for_query("I"),
                 ]
                 await client.stream.send_all(b"".join(hello))
+                catalog = self._catalog(gw, target)
                 relay = Relay(
                     session,
                     client.stream,
@@ -192,6 +204,7 @@ class PostgresConnector:
                     parameters=upstream.parameters,
                     encoding=encoding,
                     reported_encoding=reported,
+                    catalog=catalog,
                 )
                 if entry is not None:
                     entry.relay = relay

@@ -38,8 +38,13 @@ class SessionExpired(Exception):
     """The caller's token expired: no further statement may run."""
 
 
-def decide(session: SessionServices, commands: tuple[Command, ...]) -> Decision:
-    """The strictest of the connector's own rules and the session's policy for ``commands``."""
+def decide(
+    session: SessionServices, commands: tuple[Command, ...], *, names_check: bool = True
+) -> Decision:
+    """The strictest of the connector's own rules and the session's policy for ``commands``.
+
+    ``names_check``: match masked columns by the names a statement spells (when no catalog
+    lineage judges them, see guard.py)."""
     if session.identity_expired():
         raise SessionExpired
     if not commands:
@@ -47,7 +52,8 @@ def decide(session: SessionServices, commands: tuple[Command, ...]) -> Decision:
     decisions = []
     for command in commands:
         # The connector's own rules come first so that, among equal verdicts, they name it.
-        own = [*connector_rules((command,), session.masker), session.authorize(command)]
+        own = [*connector_rules((command,), session.masker, names_check),
+               session.authorize(command)]
         decision = Decision.strictest(own)
         if decision.action is Action.REVIEW and "prepare" in command.kinds:
             # PREPARE runs nothing: the statement is held when EXECUTE runs it, with its
@@ -58,7 +64,9 @@ def decide(session: SessionServices, commands: tuple[Command, ...]) -> Decision:
     return Decision.strictest(decisions)
 
 
-def connector_rules(commands: tuple[Command, ...], masker: Masker) -> list[Decision]:
+def connector_rules(
+    commands: tuple[Command, ...], masker: Masker, names_check: bool = True
+) -> list[Decision]:
     """Rules no configuration can lift: they keep masking and identity intact."""
     out: list[Decision] = []
     for c in commands:
@@ -70,7 +78,7 @@ def connector_rules(commands: tuple[Command, ...], masker: Masker) -> list[Decis
                 "client_encoding (UTF8) and string-literal settings are pinned by the gateway; "
                 "this statement could change them",
             ))
-        if masker.column_globs:
+        if names_check and masker.column_globs:
             used = masked_column_uses(c.text, masker.column_is_masked)
             if used:
                 out.append(Decision(

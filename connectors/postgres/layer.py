@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from .backend import (
     data_row,
     decode_backend,
 )
+from .catalog import CatalogCache
 from .classify import (
     as_running,
     classify,
@@ -46,10 +48,13 @@ from .classify import (
     requested_encoding,
 )
 from .codec import BackendDecoder, FrontendDecoder
+from .copydata import BinaryCopyMasker, TextCopyMasker
+from .copyplan import CopyPlan, copy_plan
 from .edge import ClientEdge, TranscodeError
 from .frontend import (
     Bind,
     Close,
+    CopyData,
     CopyFail,
     Describe,
     Execute,
@@ -58,6 +63,7 @@ from .frontend import (
     Query,
     decode_frontend,
 )
+from .guard import ColumnGuard, NeedRelations, Verdict
 from .judging import (
     SessionExpired,
     SessionServices,
@@ -66,8 +72,9 @@ from .judging import (
     denial_reply,
     params_for_record,
 )
+from .pgtypes import TypeRegistry
 from .replies import error_response, parameter_status
-from .results import ResultSet
+from .results import BUILTIN_TYPES, ResultSet
 from .tracking import (
     ABSENT,
     AMBIGUOUS,
@@ -101,6 +108,7 @@ _EXTENDED_KINDS = {b"P": Kind.PARSE, b"B": Kind.BIND, b"D": Kind.DESCRIBE_PORTAL
                    b"C": Kind.CLOSE, b"E": Kind.EXECUTE}
 #: What the target runs for SET client_encoding: nothing (it stays UTF8), with the same reply.
 _ENCODING_NOOP = "SET client_encoding TO 'UTF8'"
+_NOT_RECALLED = object()  # a statement that is not EXECUTE/FETCH: its own lineage applies
 _ABORTED_FIRST = object()  # a Query refused for a name: in an aborted transaction, say 25P02
 _ABORTED_MESSAGE = (
     "current transaction is aborted, commands ignored until end of transaction block"
@@ -162,6 +170,8 @@ class Step:
     data: bytes = b""
     hold: Hold | None = None  # client side: ask people, then call decided()
     stall: bool = False  # client side: wait until answered_blocks grows, then call again
+    need: NeedRelations | None = None  # client side: load these into the catalog, call again
+    need_types: tuple[int, ...] = ()  # server side: describe these type OIDs, call again
     end: End | None = None
 
 
@@ -169,10 +179,6 @@ class _Fatal(Exception):
     def __init__(self, reason: str, sqlstate: str, message: str) -> None:
         super().__init__(message)
         self.reason, self.sqlstate = reason, sqlstate
-
-
-class _CopyOutBinary(Exception):
-    pass
 
 
 def _desync(reply: str, head: Request | None) -> ProtocolError:
@@ -191,9 +197,22 @@ class RelayLayer:
         parameters: dict[str, str] | None = None,
         encoding: ClientEncoding = UTF8,
         reported_encoding: str = "UTF8",
+        catalog: CatalogCache | None = None,
+        types: TypeRegistry | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.session = session
         self.edge = ClientEdge(encoding, reported_encoding)
+        masker = session.masker
+        # Without a catalog (tests, or masking by detectors only) columns are matched by name.
+        self.guard = ColumnGuard(catalog if catalog is not None else CatalogCache(),
+                                 masker.column_is_masked,
+                                 active=catalog is not None and bool(masker.column_globs),
+                                 clock=clock)
+        self.types = types
+        self._types_asked: set[int] = set()  # OIDs looked up once: never asked again
+        self._server_waiting: tuple[bytes, bytes, bytes] | None = None  # needs its types
+        self._catalog_failure: str | None = None
         self.client_decoder = client_decoder
         self.server_decoder = server_decoder
         self.tracker = ObjectTracker()
@@ -210,6 +229,7 @@ class RelayLayer:
         self._described: weakref.WeakSet[Prepared | Portal] = weakref.WeakSet()
         self.result: ResultSet | None = None
         self._shows_encoding = False  # the current result is SHOW client_encoding / ALL
+        self._copy_out: TextCopyMasker | BinaryCopyMasker | None = None
 
     @property
     def answered_blocks(self) -> int:
@@ -236,6 +256,9 @@ class RelayLayer:
                 if verdict is STALL:
                     self._waiting = framed
                     return Step(b"".join(out), stall=True)
+                if isinstance(verdict, NeedRelations):
+                    self._waiting = framed
+                    return Step(b"".join(out), need=verdict)
                 if isinstance(verdict, Hold):
                     return Step(b"".join(out), hold=verdict)
                 if isinstance(verdict, str):
@@ -388,24 +411,37 @@ class RelayLayer:
     def _query(self, query: Query, raw: bytes, out: list[bytes]) -> Any:
         if self.session.identity_expired():
             raise SessionExpired
+        statements = classify(query.query)
+        verdict = self._lineage(query.query, len(statements))
+        if isinstance(verdict, NeedRelations):
+            return verdict
         extra: list[Change] = list(_QUERY_DROPS)
         judged: list[Command] = []
         per_statement: list[list[Change]] = []
+        lineages: list[Any] = []
+        copy_plans: list[CopyPlan | None] = []
         refusal: tuple[str, str] | None = None
         runs: list[str] = []  # what EXECUTE/FETCH names hold: an approver must see it
-        for command in classify(query.query):
-            changes: list[Change] = []
+        for index, command in enumerate(statements):
+            lineage = verdict.statements[index] if index < len(verdict.statements) else None
             resolved = self._resolve(command, extra, runs)
             if resolved is STALL:
                 return STALL
-            if isinstance(resolved, tuple):
+            if isinstance(resolved[0], str):  # (SQLSTATE, message): the name cannot run
                 refusal = refusal or resolved
             else:
-                command = resolved
-            changes = self._sql_changes(command)
+                command, recalled = resolved
+                if recalled is not _NOT_RECALLED:
+                    lineage = recalled  # EXECUTE p / FETCH c show what p / c were judged as
+            changes = self._sql_changes(command, lineage)
             extra.extend(changes)
             per_statement.append(changes)
             judged.append(command)
+            lineages.append(lineage)
+            plan = copy_plan(command, lineage)
+            if isinstance(plan, str):
+                refusal = refusal or ("0A000", plan)
+            copy_plans.append(plan if isinstance(plan, CopyPlan) else None)
         commands = tuple(judged)
         change, encoding_refusal = self._encoding_change(commands)
         refusal = refusal or encoding_refusal
@@ -420,9 +456,12 @@ class RelayLayer:
             self.tracker.push(placeholder)
             out.append(Query(DENIED_PLACEHOLDER).encode())
             return None
-        decision = decide(self.session, commands)
+        decision = decide(self.session, commands, names_check=not self.guard.active)
+        if verdict.refusal is not None:
+            decision = Decision.strictest([verdict.refusal, decision])
         request = Request(Kind.QUERY, changes=list(_QUERY_DROPS), statement_changes=per_statement,
-                          encoding_change=change, statements=commands)
+                          encoding_change=change, statements=commands, lineages=tuple(lineages),
+                          copy_plans=tuple(copy_plans))
         if change is not None and any("client_encoding" in c.flags for c in commands):
             raw = Query(_ENCODING_NOOP).encode()
         if decision.action is Action.REVIEW:
@@ -442,6 +481,23 @@ class RelayLayer:
             out.append(Query(DENIED_PLACEHOLDER).encode())
         return None
 
+    def _lineage(self, sql: str, count: int) -> Verdict | NeedRelations:
+        """What the statements show of masked columns, or the catalog entries to load first.
+        A catalog that could not be read refuses the waiting statement (fail closed)."""
+        if self._catalog_failure is not None:
+            why, self._catalog_failure = self._catalog_failure, None
+            return self.guard.catalog_failed(why, count)
+        verdict = self.guard.judge(sql, count)
+        if isinstance(verdict, Verdict) and any(
+            lineage is not None and lineage.changes_catalog for lineage in verdict.statements
+        ):
+            self.guard.catalog_changed()
+        return verdict
+
+    def catalog_failed(self, why: str) -> None:
+        """The driver could not load what a NeedRelations step asked for."""
+        self._catalog_failure = why
+
     def _resolve(self, command: Command, extra: list[Change], runs: list[str]) -> Any:
         """EXECUTE p / FETCH c as what the name holds: a Command, STALL, or a refusal. What the
         name holds is appended to ``runs``."""
@@ -454,7 +510,7 @@ class RelayLayer:
                 return _ambiguous("prepared statement", name)
             if isinstance(found, Prepared) and not found.refused:
                 runs.append(f"-- {name} is: {found.commands[0].text}")
-                return as_running(command, found.commands[0])
+                return as_running(command, found.commands[0]), found.lineage
             return ("26000", f'prepared statement "{name}" does not exist')
         if command.kinds & {"fetch", "move"}:
             name = cursor_name(command) or ""
@@ -465,28 +521,31 @@ class RelayLayer:
                 return _ambiguous("cursor", name)
             if isinstance(found, Portal) and found.statement is not None:
                 runs.append(f"-- cursor {name} is: {found.statement.sql}")
-                return as_running(command, found.statement.commands[0])
+                return as_running(command, found.statement.commands[0]), found.statement.lineage
             # A cursor a function opened (a refcursor) holds a query nobody judged.
             return ("34000", (f'cursor "{name}" does not exist (or was not opened through '
                               "wardgate, which cannot judge its query)"))
-        return command
+        return command, _NOT_RECALLED
 
     @staticmethod
-    def _sql_changes(command: Command) -> list[Change]:
-        """What a SQL statement does to the names (PREPARE, DEALLOCATE, DECLARE, CLOSE, ...)."""
+    def _sql_changes(command: Command, lineage: Any = None) -> list[Change]:
+        """What a SQL statement does to the names (PREPARE, DEALLOCATE, DECLARE, CLOSE, ...).
+        A name defined here keeps the lineage of what it holds (``lineage.inner``)."""
         kinds, flags = command.kinds, command.flags
+        inner = lineage.inner if lineage is not None else None
         if "prepare" in kinds:
             name = prepared_statement_name(command)
             if name is not None:
                 body = prepared_body(command)
-                return [Change(_S, name, Prepared(command.text, (body,), source="sql"))]
+                return [Change(_S, name, Prepared(command.text, (body,), source="sql",
+                                                  lineage=inner))]
         if "deallocate" in kinds:
             return [Change(_S, prepared_statement_name(command), REMOVED)]
         if "discard_all" in flags:
             return [Change(_S, None, REMOVED), Change(_P, None, REMOVED)]
         if "declare" in kinds:
-            portal = Portal(Prepared(command.text, (command,), source="sql"), cursor=True,
-                            holdable="holdable" in flags)
+            portal = Portal(Prepared(command.text, (command,), source="sql", lineage=inner),
+                            cursor=True, holdable="holdable" in flags)
             return [Change(_P, cursor_name(command) or "", portal)]
         if "close" in kinds:
             return [Change(_P, cursor_name(command), REMOVED)]
@@ -506,24 +565,38 @@ class RelayLayer:
                 self._role_change_allowed = True
             if "search_path" in command.flags:
                 self._search_path_change_allowed = True
+                self.guard.search_path_changed()
 
     # -- extended query ---------------------------------------------------------------------
-    def _parse(self, parse: Parse, raw: bytes, out: list[bytes]) -> None:
+    def _parse(self, parse: Parse, raw: bytes, out: list[bytes]) -> Any:
         commands = classify(parse.query)
+        verdict = self._lineage(parse.query, len(commands))
+        if isinstance(verdict, NeedRelations):
+            return verdict
         refusal: tuple[str, str] | None = None
         change, refusal = self._encoding_change(commands) if len(commands) == 1 else (None, None)
         if refusal is not None:
             decision = Decision(Action.DENY, "wardgate.encoding", refusal[1])
+        elif verdict.refusal is not None and len(commands) == 1:
+            decision = verdict.refusal
         elif len(commands) > 1:
             # The server refuses it too, with this error; the gateway never forwards it.
             refusal = _MULTI_STATEMENT_PARSE
             decision = Decision(Action.DENY, "wardgate.multi_statement", refusal[1])
         else:
-            decision = decide(self.session, commands)
+            decision = decide(self.session, commands, names_check=not self.guard.active)
         if decision.action is not Action.DENY:
             # Preparing runs nothing: a statement that needs review is held at Execute, where
             # its parameters are known and the approval can be bound to them.
-            prepared = Prepared(parse.query, commands, parse.param_types, encoding_change=change)
+            lineage = verdict.statements[0] if verdict.statements else None
+            plan = copy_plan(commands[0], lineage) if commands else None
+            if isinstance(plan, str):
+                decision = Decision(Action.DENY, "wardgate.copy", plan)
+                refusal = ("0A000", plan)
+            else:
+                prepared = Prepared(parse.query, commands, parse.param_types,
+                                    encoding_change=change, lineage=lineage, copy_plan=plan)
+        if decision.action is not Action.DENY:
             self.tracker.push(Request(Kind.PARSE, parse.name,
                                       changes=[Change(_S, parse.name, prepared)]))
             if change is not None and "client_encoding" in commands[0].flags:
@@ -539,6 +612,7 @@ class RelayLayer:
                                   changes=[Change(_S, parse.name, refused)]))
         # Under the client's own name: like the real failure, it drops an unnamed statement.
         out.append(Parse(parse.name, DENIED_PLACEHOLDER, parse.param_types).encode())
+        return None
 
     def _bind(self, bind: Bind, raw: bytes, out: list[bytes]) -> Any:
         found = self.tracker.lookup(_S, bind.statement)
@@ -581,7 +655,8 @@ class RelayLayer:
             self._placeholder(Request(Kind.EXECUTE, execute.portal), out)
             return None
         commands = statement.commands
-        decision = decide(self.session, commands)  # again: grants expire, policies reload
+        # Judged again: grants expire, policies reload.
+        decision = decide(self.session, commands, names_check=not self.guard.active)
         params = params_for_record(found.bind, statement.param_types)
         record: dict[str, Any] = {
             "sql": statement.sql,
@@ -643,7 +718,14 @@ class RelayLayer:
         try:
             self.server_decoder.receive_data(data)
             edge = self.edge
-            while (framed := self.server_decoder.next_raw()) is not None:
+            while (framed := self._server_waiting or self.server_decoder.next_raw()) is not None:
+                self._server_waiting = None
+                missing = self._unknown_types(framed)
+                if missing:
+                    # Rows of a type the gateway cannot read yet: describe it first (on the
+                    # catalog's own connection), then go on with this very message.
+                    self._server_waiting = framed
+                    return Step(b"".join(out), need_types=missing)
                 start = len(out)
                 self._from_server(framed[0], framed[1], framed[2], out)
                 if not edge.outbound.is_noop:
@@ -663,11 +745,16 @@ class RelayLayer:
             return Step(end=_recording_failed(exc))
         except _Fatal as exc:
             return Step(end=End(exc.reason, (exc.sqlstate, str(exc)), b"".join(out)))
-        except _CopyOutBinary:
-            return Step(end=End("binary copy refused", (
-                "42501", "binary COPY output cannot be masked; the session was ended (fail closed)"
-            ), b"".join(out)))
         return Step(b"".join(out))
+
+    def _unknown_types(self, framed: tuple[bytes, bytes, bytes]) -> tuple[int, ...]:
+        if self.types is None or framed[0] != b"T":
+            return ()
+        rd = _row_description(*framed)
+        missing = self.types.missing(f.type_oid for f in rd.fields)
+        missing = tuple(oid for oid in missing if oid not in self._types_asked)
+        self._types_asked.update(missing)
+        return missing
 
     def _from_server(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> None:
         tracker = self.tracker
@@ -753,14 +840,20 @@ class RelayLayer:
                 raise _desync("a CopyOutResponse", head)
             if head.kind is Kind.QUERY:
                 self._started(head)
-            self.edge.start_copy_out(binary=body[:1] == b"\x01")
-            if body[:1] == b"\x01":
-                raise _CopyOutBinary
+            binary = body[:1] == b"\x01"
+            self.edge.start_copy_out(binary=binary)
+            self._copy_out = self._copy_masker(head, binary, int.from_bytes(body[1:3], "big"))
             self.result = ResultSet(self.session.masker, None, None, self.session.result_row_cap)
             out.append(raw)
-        elif tag == b"d":  # CopyData out: one text line per message, masked like any text
-            out.append(self._copy_line(body, raw))
+        elif tag == b"d":  # CopyData out: one row per message (binary: any split)
+            data = self._copy_data(body, raw)
+            if data:
+                out.append(data)
         elif tag in (b"c", b"G"):  # CopyDone, CopyInResponse
+            if tag == b"c" and isinstance(self._copy_out, BinaryCopyMasker):
+                self._copy_out.finish()  # a stream cut short is a broken target
+            if tag == b"c":
+                self._copy_out = None
             if tag == b"G":
                 if head is not None and head.kind is Kind.QUERY:
                     self._started(head)
@@ -802,6 +895,7 @@ class RelayLayer:
         from_description: bool = False,
     ) -> ResultSet:
         formats: tuple[int, ...] | None = None
+        lineage = self._current_lineage(head)
         if head is not None and head.kind is Kind.EXECUTE:
             formats = head.result_formats
             portal = head.portal
@@ -811,7 +905,22 @@ class RelayLayer:
                     fields = self._fields.get(portal.statement)
         if from_description:
             formats = None  # a RowDescription in a result carries the real formats
-        return ResultSet(self.session.masker, fields, formats, self.session.result_row_cap)
+        masks = self.guard.column_masks(lineage, fields) if fields is not None else None
+        return ResultSet(self.session.masker, fields, formats, self.session.result_row_cap,
+                         registry=self.types, column_masks=masks, by_name=masks is None)
+
+    @staticmethod
+    def _current_lineage(head: Request | None) -> Any:
+        """The lineage of the statement whose result is arriving (None: not known)."""
+        if head is None:
+            return None
+        if head.kind is Kind.QUERY:
+            index = head.statements_done
+            return head.lineages[index] if index < len(head.lineages) else None
+        if head.kind is Kind.EXECUTE and head.portal is not None:
+            statement = head.portal.statement
+            return statement.lineage if statement is not None else None
+        return None
 
     def _finish_result(self, head: Request | None, tag: str, completes: bool = True) -> None:
         result = self.result
@@ -910,6 +1019,48 @@ class RelayLayer:
         if not changed:
             return raw
         return type(msg)({**fields, **changed}).encode()
+
+    def _copy_masker(self, head: Request | None, binary: bool, columns: int
+                     ) -> TextCopyMasker | BinaryCopyMasker | None:
+        """How this COPY's rows are masked: column by column by the statement's options and
+        lineage (its columns' types and which ones hide whole), or, with no plan, line by line
+        (text) or as opaque values (binary)."""
+        plan: CopyPlan | None = None
+        if head is not None and head.kind is Kind.QUERY:
+            index = head.statements_done
+            plan = head.copy_plans[index] if index < len(head.copy_plans) else None
+        elif head is not None and head.kind is Kind.EXECUTE and head.portal is not None:
+            statement = head.portal.statement
+            plan = statement.copy_plan if statement is not None else None
+        types: list[int] = list(plan.types) if plan is not None else []
+        masks: list[bool] = list(plan.masks) if plan is not None else []
+        # A plan that does not match the columns the server sends fails closed: hide the rest.
+        types = (types + [0] * columns)[:columns]
+        rest = plan.rest_masked if plan is not None else False
+        masks = (masks + [rest] * columns)[:columns]
+        registry = self.types if self.types is not None else BUILTIN_TYPES
+        if binary:
+            return BinaryCopyMasker(types, masks, registry, self.session.masker)
+        if plan is None or plan.options is None:
+            return None
+        return TextCopyMasker(plan.options, types, masks, registry, self.session.masker)
+
+    def _copy_data(self, body: bytes, raw: bytes) -> bytes:
+        masker = self._copy_out
+        if masker is None:
+            return self._copy_line(body, raw)
+        if isinstance(masker, BinaryCopyMasker):
+            masked = masker.feed(body)
+        else:
+            masked = masker.mask(body)
+            if self.result is not None:
+                text = str(masked, "utf-8", "replace")
+                self.result.add_copy_line(text, masked=masked is not body)
+        if masked is body:
+            return raw
+        if not masked:
+            return b""
+        return CopyData(masked).encode()
 
     def _copy_line(self, body: bytes, raw: bytes) -> bytes:
         try:

@@ -114,6 +114,9 @@ class StatementLineage:
     defines: str | None = None
     inner: StatementLineage | None = None
     recalls: str | None = None
+    #: Whether columns beyond ``outputs`` (open-ended, or a wider RowDescription) are masked:
+    #: only not when they come from a relation a clean catalog does not describe.
+    rest_masked: bool = True
 
     @property
     def allowed(self) -> bool:
@@ -126,7 +129,7 @@ class StatementLineage:
         outputs = self.outputs or ()
         if position < len(outputs):
             return bool(outputs[position].masked) or outputs[position].opaque
-        return True
+        return self.rest_masked
 
     def masked_positions(self) -> tuple[int, ...]:
         """The listed output positions to mask (see :meth:`masks` for the others)."""
@@ -158,6 +161,7 @@ def _result(run: Run, rel: Rel | None, **extra: Any) -> StatementLineage:
     return StatementLineage(
         _outputs(rel) if rel is not None else None,
         open_ended=rel is not None and rel.open,
+        rest_masked=not (rel is not None and rel.open and rel.rest == NONE),
         violations=tuple(run.violations),
         unknown=tuple(run.unknown),
         changes_catalog=run.changes_catalog or bool(extra.pop("changes", False)),

@@ -18,7 +18,9 @@ from gateway.errors import ProtocolError
 from gateway.model import Action, Decision
 from gateway.session import Session
 
+from .catalog_client import CatalogUnavailable, TargetCatalog
 from .codec import BackendDecoder, FrontendDecoder
+from .guard import NeedRelations
 from .judging import CANCELLED_MESSAGE, CANCELLED_RULE
 from .layer import DENIED_PLACEHOLDER, End, Hold, RelayLayer, Step
 from .replies import error_response, notice_response
@@ -46,12 +48,19 @@ class Relay:
         parameters: dict[str, str] | None = None,
         encoding: ClientEncoding = UTF8,
         reported_encoding: str = "UTF8",
+        catalog: TargetCatalog | None = None,
     ) -> None:
         self.session = session
         self.client = client
         self.server = server
-        self.layer = RelayLayer(session, client_decoder, server_decoder, parameters=parameters,
-                                encoding=encoding, reported_encoding=reported_encoding)
+        self.catalog = catalog
+        self.layer = RelayLayer(
+            session, client_decoder, server_decoder, parameters=parameters, encoding=encoding,
+            reported_encoding=reported_encoding,
+            catalog=catalog.relations if catalog is not None else None,
+            types=catalog.types if catalog is not None else None,
+            clock=trio.current_time,
+        )
         self.idle_timeout = idle_timeout
         self._last_client_activity = 0.0
         self._client_busy: trio.Event | None = None
@@ -144,6 +153,11 @@ class Relay:
             if step.hold is not None:
                 step = await self._held(step.hold)
                 continue
+            if step.need is not None:
+                # Lineage needs catalog entries first (read on the catalog's own connection).
+                await self._load_catalog(step.need)
+                step = self.layer.client_data()
+                continue
             if step.stall:
                 # An unanswered earlier block may change what a name holds: wait for it.
                 seen = self.layer.answered_blocks
@@ -211,7 +225,18 @@ class Relay:
         if step.end is not None:
             return step
         more = self.layer.client_data()
-        return Step(step.data + more.data, more.hold, more.stall, more.end)
+        return Step(step.data + more.data, hold=more.hold, stall=more.stall, need=more.need,
+                    end=more.end)
+
+    async def _load_catalog(self, need: NeedRelations) -> None:
+        if self.catalog is None:
+            self.layer.catalog_failed("no catalog connection is configured for this target")
+            return
+        try:
+            await self.catalog.load_relations(need.names)
+        except CatalogUnavailable as exc:
+            log.warning("session %s: %s", self.session.id, exc)
+            self.layer.catalog_failed(str(exc))
 
     def _waiting_notice(self, hold: Hold) -> Callable[[str], Awaitable[None]]:
         async def notice(review_id: str) -> None:
@@ -234,6 +259,12 @@ class Relay:
             # A long query streaming results is not an idle session.
             self._last_client_activity = trio.current_time()
             step = self.layer.server_data(data)
+            while step.need_types and step.end is None:
+                if step.data:
+                    await self._send_client(step.data)
+                if self.catalog is not None:
+                    await self.catalog.load_types(step.need_types)
+                step = self.layer.server_data(b"")
             if self.layer.answered_blocks != self._answered_seen:
                 self._answered_seen = self.layer.answered_blocks
                 self._progress.set()

@@ -39,6 +39,7 @@ def _row_masker(masker: Masker, names: tuple[str, ...]) -> RowMasker:
     return found
 
 
+_NO_GLOBS = Masker(())  # a masker whose RowMasker hides no column by its name
 _ROW_MASKERS: dict[tuple[Masker, tuple[str, ...]], RowMasker] = {}
 
 
@@ -86,6 +87,7 @@ class ResultSet:
         *,
         registry: TypeRegistry | None = None,
         column_masks: Sequence[bool] | None = None,
+        by_name: bool = True,
     ) -> None:
         self.masker = masker
         self.cap = cap
@@ -112,8 +114,10 @@ class ResultSet:
             else:
                 self.binary = tuple(f == 1 for f in result_formats)
         self.any_binary = any(self.binary)
+        # By name only where lineage says nothing (column_masks then carries what it says).
         self.row_masker: RowMasker | None = (
-            _row_masker(masker, self.names) if self.names is not None else None
+            _row_masker(masker, self.names) if self.names is not None and by_name
+            else _row_masker(_NO_GLOBS, self.names) if self.names is not None else None
         )
         self._plan: tuple[tuple[int, bool, bool, TypeDesc, bool], ...] = ()
         self._needs_scan = False

@@ -50,6 +50,9 @@ class Prepared:
     refused: bool = False
     #: SET client_encoding: the relay's edge switches to this when it runs (see edge.py).
     encoding_change: Any = None
+    #: What its rows show of masked columns (a lineage.StatementLineage; None: unknown).
+    lineage: Any = None
+    copy_plan: Any = None  # COPY ... TO STDOUT: how its rows are masked (copyplan.CopyPlan)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,8 +132,11 @@ class Request:
     started: bool = False  # QUERY: the server has begun it (it is not being skipped)
     payload: Any = None  # what the relay needs back with the replies (e.g. lineage)
     encoding_change: Any = None  # SET client_encoding / RESET ALL: switch the edge's replies
-    #: QUERY: the judged statements, one per result the server sends, in order.
+    #: QUERY: the judged statements, one per result the server sends, in order, and what each
+    #: one's rows show of masked columns.
     statements: tuple[Command, ...] = ()
+    lineages: tuple[Any, ...] = ()
+    copy_plans: tuple[Any, ...] = ()
 
 
 class ObjectTracker:

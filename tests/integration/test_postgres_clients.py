@@ -156,7 +156,8 @@ def test_copy_in_both_directions_and_notifications(gateway: GatewayProcess) -> N
         conn.execute("notify wardgate_channel, 'hello'")
         notice_seen = []
         conn.add_notice_handler(lambda diag: notice_seen.append(diag.message_primary))
-        conn.execute("do $$ begin raise notice 'card 4111111111111111'; end $$")
+        # (A DO block could read masked columns out of sight: refused while columns are listed.)
+        conn.execute('drop table if exists "card 4111111111111111"')
         received = list(conn.notifies(timeout=5, stop_after=1))
     assert [n.payload for n in received] == ["hello"]
     assert notice_seen and "4111111111111111" not in notice_seen[0] and "1111" in notice_seen[0]

@@ -140,10 +140,27 @@ def test_reparse_of_a_statement_name_is_a_new_decision(gateway: GatewayProcess, 
     assert pg_cluster.sql("select count(*) from customers").strip() == "4"
 
 
-def test_client_encoding_cannot_be_changed_away_from_utf8(gateway: GatewayProcess) -> None:
+@pytest.mark.parametrize("sql", [
+    "select set_config('client_encoding', 'SJIS', false)",
+    "select set_config(lower('CLIENT_ENCODING'), 'SJIS', false)",
+    "set local client_encoding = 'SJIS'",
+    "update pg_settings set setting = 'SJIS' where name = 'client_encoding'",
+    "set standard_conforming_strings = off",
+    "select set_config('standard_conforming_strings', 'off', false)",
+])
+def test_the_targets_string_reading_settings_cannot_be_changed(gateway: GatewayProcess,
+                                                                sql: str) -> None:
+    """The target stays UTF8 with standard-conforming strings, however the change is spelled
+    (SET client_encoding itself is answered by the gateway at the client's edge)."""
     with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="UTF8"):
-            conn.execute("set client_encoding = 'LATIN1'")
+        conn.execute("begin") if sql.startswith("set local") else None
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql)
+        if sql.startswith("set local"):
+            conn.execute("rollback")
+        assert conn.execute("select current_setting('client_encoding'), "
+                            "current_setting('standard_conforming_strings')").fetchone() == (
+            "UTF8", "on")
 
 
 def test_fast_path_function_calls_are_refused(gateway: GatewayProcess) -> None:

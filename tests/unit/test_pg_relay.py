@@ -11,6 +11,8 @@ from connectors.postgres.backend import FieldDescription
 from connectors.postgres.codec import BackendDecoder, FrontendDecoder
 from connectors.postgres.messages import (
     Bind,
+    CopyData,
+    CopyDone,
     BindComplete,
     Describe,
     ErrorResponse,
@@ -166,11 +168,21 @@ def test_text_rows_are_rebuilt_only_when_something_is_masked() -> None:
     assert replies[2].values == (b"a***@example.com",)  # type: ignore[attr-defined]
 
 
-def test_binary_copy_out_is_refused() -> None:
+def test_binary_copy_out_is_masked_not_refused() -> None:
+    """Binary COPY is parsed (header, tuples, trailer) and masked field by field; a field whose
+    type the relay does not know is NULLed when it holds a finding, never sent raw."""
     relay, _ = make_relay()
     client_sends(relay, Query("copy customers to stdout (format binary)").encode())
-    with pytest.raises(Ended, match="binary copy"):
-        server_sends(relay, b"H\x00\x00\x00\x07\x01\x00\x00")
+    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+    field = b"4111111111111111"
+    tuple_ = (1).to_bytes(2, "big") + len(field).to_bytes(4, "big") + field
+    trailer = b"\xff\xff"
+    replies = server_sends(relay, b"H\x00\x00\x00\x09\x01\x00\x01\x00\x01"
+                           + CopyData(header + tuple_).encode() + CopyData(trailer).encode()
+                           + CopyDone().encode() + command_complete("COPY 1") + ready_for_query("I"))
+    data = b"".join(m.data for m in replies if isinstance(m, CopyData))  # type: ignore[attr-defined]
+    assert field not in data and data.endswith(trailer)
+    assert (1).to_bytes(2, "big") + b"\xff\xff\xff\xff" in data  # the field is NULL
 
 
 def test_copy_out_text_lines_are_masked() -> None:

@@ -1,0 +1,152 @@
+"""Masked columns in the relay: lineage decisions and the columns each result must hide.
+
+The rule, for columns matched by ``[masking] columns`` (globs over table and view columns):
+
+* an output that passes such a column through unchanged (renamed, through a view, a CTE, a
+  subquery, ``*`` or ``t.*``) is shown masked, whatever it is called;
+* an output *computed* from one (``reverse(card)``, ``c::text``, ``row_to_json(c)``, an
+  aggregate) is denied: its value, an error about it (``ssn::int`` fails with the value in the
+  message) or the time it takes could say what the column holds;
+* any other use (a filter, a sort, a grouping, a copy into another table) is denied, and so is a
+  statement whose lineage cannot be determined where a masked column might be involved.
+
+Names matching a glob mask nothing by themselves (``SHOW password_encryption``): only lineage
+does, except where a result's lineage is not known at all, where output names are matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.model import Action, Decision
+
+from .backend import FieldDescription
+from .catalog import Catalog, Missing, RelationName
+from .lineage import Analysis, NeedRelations, StatementLineage, analyze
+
+RULE = "wardgate.masking"
+#: Catalog loads one statement may ask for before it is refused (views reveal more names).
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The lineage of each statement of a message, or why the message is refused."""
+
+    statements: tuple[StatementLineage | None, ...]
+    refusal: Decision | None = None
+
+
+class SessionCatalog:
+    """A target's shared catalog as one session reads it."""
+
+    def __init__(self, shared: Catalog) -> None:
+        self.shared = shared
+        #: A relation the catalog connection cannot see is the session's own (see
+        #: lineage_query): clean, until the session changes its search_path.
+        self.missing_is_clean = True
+
+    @property
+    def memo(self) -> Any:
+        # Analyses are shared between sessions that read the catalog the same way.
+        return getattr(self.shared, "memo", None) if self.missing_is_clean else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
+
+
+class ColumnGuard:
+    """One session's view of masked-column lineage, over a target's shared catalog cache."""
+
+    def __init__(self, catalog: Catalog, is_masked: Callable[[str], bool], *,
+                 active: bool, clock: Callable[[], float] | None = None) -> None:
+        self.catalog: Any = SessionCatalog(catalog)
+        self.is_masked = is_masked
+        self.active = active  # column globs are configured
+        self._clock = clock  # the clock the catalog's entries expire by
+        self._rounds = 0
+
+    def judge(self, sql: str, count: int) -> Verdict | NeedRelations:
+        """Lineage for the ``count`` statements of ``sql``, or what to load first."""
+        if not self.active:
+            return Verdict((None,) * count)
+        advance = getattr(self.catalog, "advance", None)
+        if advance is not None and self._clock is not None:
+            advance(self._clock())
+        found = analyze(sql, self.catalog, self.is_masked)
+        if isinstance(found, NeedRelations):
+            self._rounds += 1
+            if self._rounds <= MAX_ROUNDS:
+                return found
+            self._rounds = 0
+            return Verdict((None,) * count, _refused(
+                "the relations this statement reads could not all be resolved in the target's "
+                "catalog, so wardgate cannot tell which columns it shows"))
+        self._rounds = 0
+        return self._verdict(found)
+
+    def search_path_changed(self) -> None:
+        """Names may now resolve to relations the catalog connection does not resolve them
+        to: what it cannot find is opaque (masked) for the rest of the session."""
+        self.catalog.missing_is_clean = False
+
+    def catalog_changed(self) -> None:
+        """A statement that changes what names mean is forwarded: read the catalog again."""
+        invalidate = getattr(self.catalog, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
+
+    def catalog_failed(self, why: str, count: int) -> Verdict:
+        self._rounds = 0
+        return Verdict((None,) * count, _refused(
+            f"{why}; wardgate cannot tell which columns it would show"))
+
+    def _verdict(self, analysis: Analysis) -> Verdict:
+        for lineage in analysis.statements:
+            problem = _problem(lineage)
+            if problem is not None:
+                return Verdict(analysis.statements, _refused(problem))
+        return Verdict(analysis.statements)
+
+    def column_masks(
+        self, lineage: StatementLineage | None, fields: Sequence[FieldDescription]
+    ) -> tuple[bool, ...] | None:
+        """Per column of a result: hide it whole. None: lineage unknown, match names instead."""
+        if not self.active or lineage is None:
+            return None
+        return tuple(lineage.masks(i) or self._origin_masked(f) for i, f in enumerate(fields))
+
+    def _origin_masked(self, field: FieldDescription) -> bool:
+        # The server's own word on where a column comes from, as a second opinion.
+        if not field.table_oid:
+            return False
+        relation = self.catalog.relation_by_oid(field.table_oid)
+        if isinstance(relation, Missing):
+            return False
+        for column in relation.columns:
+            if column.attnum == field.column_attr:
+                return self.is_masked(column.name)
+        return False
+
+
+def _problem(lineage: StatementLineage) -> str | None:
+    if lineage.violations:
+        return lineage.violations[0]
+    if lineage.unknown:
+        return lineage.unknown[0]
+    for position, output in enumerate(lineage.outputs or ()):
+        if output.masked and not output.exact:
+            return (f"output column {position + 1} ({output.name}) is computed from masked "
+                    f"column {output.masked[0]}; masked columns may be shown as they are, "
+                    "not computed with")
+    inner = lineage.inner
+    return _problem(inner) if inner is not None else None
+
+
+def _refused(reason: str) -> Decision:
+    return Decision(Action.DENY, RULE, reason)
+
+
+__all__ = ["ColumnGuard", "NeedRelations", "RelationName", "Verdict"]
