@@ -89,7 +89,10 @@ class Aspect:
     what: str = ""
 
     def describe(self) -> str:
-        return f"{self.what or self.name} (category {self.category})"
+        """A clause for a denial: '"pg_sleep" is a function with side effects (category admin)',
+        'the statement is drop_table (category ddl)'."""
+        what = self.what or f"the statement is {self.name}"
+        return f"{what} (category {self.category})"
 
 
 @dataclass(frozen=True, slots=True)

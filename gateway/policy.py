@@ -268,7 +268,7 @@ class PolicyEngine:
         if rule is None:
             reason = self._default_reason(target_name, verdict.aspects) + hint
             return Decision(verdict.action, DEFAULT_RULE_NAME, reason)
-        reason = f"{rule.explain()}; it is {_described(verdict.aspects)}{hint}"
+        reason = f"{rule.explain()}; {_described(verdict.aspects)}{hint}"
         return Decision(verdict.action, rule.name, reason, rule.grant)
 
     def _grant_hint(

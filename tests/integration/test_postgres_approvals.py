@@ -238,3 +238,56 @@ def test_a_client_that_disconnects_while_held_cancels_its_review(approvals_gatew
         state = json.loads(shown.stdout.splitlines()[0])["state"]
         time.sleep(0.2)
     assert state == "cancelled"
+
+
+def test_cancel_of_a_held_statement_cancels_the_review_and_the_session_goes_on(
+    approvals_gateway: GatewayProcess,
+) -> None:
+    """psql's Ctrl-C (a CancelRequest, over TLS with libpq 17+ when psycopg uses cancel_safe)
+    on a statement waiting for approval: the review is cancelled, the client gets 57014 as for
+    any cancelled statement, and the session is usable."""
+    gw = approvals_gateway
+    dba = gw.token("dora", groups="dba")
+    known = {r["id"] for r in pending_reviews(gw, dba)}
+    with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+        failure: list[BaseException] = []
+
+        def held() -> None:
+            try:
+                conn.execute("delete from customers where id = -1")
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                failure.append(exc)
+
+        worker = threading.Thread(target=held)
+        worker.start()
+        review = wait_for_pending(gw, dba, known)
+        cancel = getattr(conn, "cancel_safe", None)
+        (cancel or conn.cancel)()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        assert failure and isinstance(failure[0], psycopg.errors.QueryCanceled)
+        assert failure[0].sqlstate == "57014"
+        assert conn.execute("select 1").fetchone() == (1,)
+    states = {r["id"]: r["state"] for r in map(json.loads, cli(
+        gw, dba, "review", "list", "--json", "--state", "all").stdout.splitlines())}
+    assert states.get(review["id"]) == "cancelled"
+
+
+def test_psql_ctrl_c_on_a_held_statement(approvals_gateway: GatewayProcess) -> None:
+    import signal
+
+    gw = approvals_gateway
+    dba = gw.token("dora", groups="dba")
+    known = {r["id"] for r in pending_reviews(gw, dba)}
+    script = "delete from customers where id = -2;\n"
+    proc = subprocess.Popen(["psql", gw.dsn(), "-X"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(script)
+    proc.stdin.flush()
+    wait_for_pending(gw, dba, known)
+    proc.send_signal(signal.SIGINT)  # psql sends a CancelRequest for the running statement
+    out, err = proc.communicate(timeout=30)
+    # (psql reading a script stops after a cancelled statement; the psycopg test above shows
+    # the session itself goes on.)
+    assert "Cancel request sent" in err and "canceling statement due to user request" in err

@@ -502,3 +502,32 @@ def test_an_idle_session_is_closed_with_a_native_error_but_a_long_query_is_not(p
         assert errors and errors[0].sqlstate == "57P05" and errors[0].severity == "FATAL"
     finally:
         gw.stop()
+
+
+def test_a_query_in_the_same_tls_record_as_the_password_is_answered_at_once(
+    gateway: GatewayProcess,
+) -> None:
+    """Clients that pipeline their first statement behind the password (one read, one TLS
+    record) get its answer without sending anything more."""
+    from connectors.postgres.messages import (
+        DataRow,
+        PasswordMessage,
+        Query,
+        ReadyForQuery,
+        StartupMessage,
+    )
+    from tests.support.rawpg import open_raw
+
+    conn = open_raw(gateway.port, timeout=10)
+    try:
+        conn.send(StartupMessage({"user": "alice", "database": "pg-app"}).encode())
+        assert type(conn.read_message()).__name__ == "AuthenticationCleartextPassword"
+        conn.send(PasswordMessage(gateway.token().encode() + b"\0").encode()
+                  + Query("select 41 + 1").encode())  # one sendall: one TLS record
+        start = conn.read_until_ready()
+        assert isinstance(start[-1], ReadyForQuery)
+        answer = conn.read_until_ready()  # nothing more is sent; a 10 s timeout would fail it
+        rows = [m for m in answer if isinstance(m, DataRow)]
+        assert rows and rows[0].values == (b"42",)
+    finally:
+        conn.close()

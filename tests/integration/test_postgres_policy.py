@@ -173,3 +173,18 @@ def test_fast_path_function_calls_are_refused(gateway: GatewayProcess) -> None:
         assert [e.sqlstate for e in errors_of(replies)] == ["42501"]
     finally:
         conn.close()
+
+
+def test_a_denial_says_what_the_statement_is_and_which_rule_decided(
+    gateway: GatewayProcess,
+) -> None:
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+            conn.execute("select pg_sleep(0)")
+        assert ('"pg_sleep" is a function with side effects (category admin)'
+                in str(denied.value))
+        assert 'wardgate rule "no ddl for agents"' in str(denied.value)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+            conn.execute("set role postgres")
+        assert "(category role)" in str(denied.value)
+        assert "policy.default" in str(denied.value)  # no rule allows it; the default denied

@@ -50,8 +50,8 @@ def test_a_session_is_recorded_with_decisions_masked_results_and_a_valid_signatu
     denied = next(q for q in queries if q["sql"].startswith("drop table"))
     assert denied["decision"] == {
         "action": "deny", "rule": "no ddl for agents",
-        "reason": "agents may not change the schema; it is drop (category ddl); "
-                  "drop_table (category ddl)"}
+        "reason": "agents may not change the schema; the statement is drop (category ddl); "
+                  "the statement is drop_table (category ddl)"}
 
     result = next(line for line in lines if line["kind"] == "result" and line.get("columns") == ["id", "card_number"])
     assert result["row_count"] == 1

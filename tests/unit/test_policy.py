@@ -159,7 +159,7 @@ def test_multi_kind_command_matches_on_any_kind() -> None:
 def test_reason_is_the_rules_own_text_and_what_the_statement_is() -> None:
     engine = PolicyEngine(SHIPPED, DENY)
     assert engine.decide(who("ai-agents"), "pg-demo", DROP).reason == (
-        "agents may not change the schema; it is drop (category ddl)"
+        "agents may not change the schema; the statement is drop (category ddl)"
     )
 
 
@@ -173,7 +173,7 @@ def test_reason_is_the_rules_own_text_and_what_the_statement_is() -> None:
 )
 def test_generated_reason_names_the_rule(action: Action, expected: str) -> None:
     reason = PolicyEngine([Rule("r", action)], DENY).decide(who(), "t", SELECT).reason
-    assert reason.split("; it is ")[0] == expected
+    assert reason.split("; the statement is ")[0] == expected
 
 
 def test_default_deny_reason_helps_the_agent() -> None:

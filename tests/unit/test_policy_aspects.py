@@ -128,7 +128,8 @@ def test_a_rule_can_name_flags(flags: tuple[str, ...], expected: Action) -> None
     assert action is expected
     if expected is DENY:
         assert rule == "agents keep search_path"
-        assert reason.startswith("changing search_path could shadow built-in functions; it is set")
+        assert reason.startswith(
+            "changing search_path could shadow built-in functions; the statement is set")
 
 
 def test_flags_and_sql_filters_both_apply() -> None:
