@@ -239,13 +239,17 @@ def _runs_here(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> bool:
     return all(conn.info.server_version >= v for k, v in NEEDS.items() if k in sql)
 
 
-@pytest.mark.parametrize("sql", [c.sql for c in OUTPUTS.values()], ids=list(OUTPUTS))
+# COPY has no RowDescription (its lineage is the query's, tested above), and syntax newer than
+# the oldest server the suite may run against (NEEDS) is covered by the unit tables only: a
+# differential case that cannot run is left out rather than skipped.
+_DIFFERENTIAL = {k: c for k, c in OUTPUTS.items()
+                 if not c.sql.startswith("COPY") and not any(w in c.sql for w in NEEDS)}
+
+
+@pytest.mark.parametrize("sql", [c.sql for c in _DIFFERENTIAL.values()], ids=list(_DIFFERENTIAL))
 def test_analyser_agrees_with_the_server(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> None:
     sql = local(sql)
-    if not _runs_here(conn, sql):
-        pytest.skip(f"needs a newer server than {conn.info.server_version}")
-    if sql.startswith("COPY"):
-        pytest.skip("COPY has no RowDescription; its lineage is the query's (tested above)")
+    assert _runs_here(conn, sql)
     cache = CatalogCache()
     (lineage,) = load_and_analyze(conn, cache, sql).statements
     assert lineage.allowed

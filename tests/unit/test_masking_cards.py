@@ -15,7 +15,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.masking import Masker, builtin_detectors
-from gateway.masking.detectors import CARD_NETWORKS, CreditCardDetector, card_network, luhn_ok
+from gateway.masking.cards import CARD_NETWORKS, CreditCardDetector, card_network, luhn_ok
 
 MASKER = Masker(builtin_detectors())
 CARDS = Masker([CreditCardDetector()])
