@@ -416,6 +416,9 @@ class ClientSide(LayerState):
             # The server refuses it too, with this error; the gateway never forwards it.
             refusal = _MULTI_STATEMENT_PARSE
             decision = Decision(Action.DENY, "wardgate.multi_statement", refusal[1])
+        elif "execute_prepared" in commands[0].flags:
+            # EXECUTE p runs whatever p holds when its portal runs: judged then, not now.
+            decision = Decision(Action.ALLOW, "wardgate.deferred", "judged when it runs")
         else:
             decision = decide(self.session, commands, names_check=not self.guard.active)
         if decision.action is not Action.DENY:
@@ -488,6 +491,24 @@ class ClientSide(LayerState):
             self._placeholder(Request(Kind.EXECUTE, execute.portal), out)
             return None
         commands = statement.commands
+        lineage = statement.lineage
+        changes: list[Change] = []
+        runs: list[str] = []
+        if statement.source == "extended" and len(commands) == 1:
+            # A Parse of SQL that names things (EXECUTE p, FETCH c, PREPARE, DEALLOCATE,
+            # DECLARE, CLOSE, DISCARD ALL) acts when it runs: resolve and track it now.
+            resolved = self._resolve(commands[0], [], runs)
+            if resolved is STALL:
+                return STALL
+            if isinstance(resolved[0], str):
+                self._refuse_name(resolved)
+                self._placeholder(Request(Kind.EXECUTE, execute.portal, denial=resolved), out)
+                return None
+            command, recalled = resolved
+            if recalled is not _NOT_RECALLED:
+                lineage = recalled
+            commands = (command,)
+            changes = self._sql_changes(command, statement.lineage)
         # Judged again: grants expire, policies reload.
         decision = decide(self.session, commands, names_check=not self.guard.active)
         params = params_for_record(found.bind, statement.param_types)
@@ -500,7 +521,8 @@ class ClientSide(LayerState):
         }
         formats = found.bind.result_formats if found.bind is not None else ()
         request = Request(Kind.EXECUTE, execute.portal, portal=found, result_formats=formats,
-                          encoding_change=statement.encoding_change)
+                          encoding_change=statement.encoding_change, changes=changes,
+                          lineages=(lineage,))
         placeholder = Request(Kind.EXECUTE, execute.portal)
         prelude = self._describe_first(found, execute.portal)
         if decision.action is Action.REVIEW:
@@ -508,7 +530,8 @@ class ClientSide(LayerState):
             for describe in prelude:
                 self.tracker.push(describe[0])
                 out.append(describe[1])
-            return Hold(commands[0], decision, statement.sql, params, record, raw, request,
+            text = "\n".join((statement.sql, *runs))
+            return Hold(commands[0], decision, text, params, record, raw, request,
                         Parse(PLACEHOLDER_STATEMENT, DENIED_PLACEHOLDER).encode(), placeholder)
         self.session.record("query", {**record, "decision": decision.to_record()}, flush=True)
         if not decision.allowed:

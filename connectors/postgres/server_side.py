@@ -254,8 +254,10 @@ class ServerSide(LayerState):
         if head.kind is Kind.QUERY:
             index = head.statements_done
             return head.lineages[index] if index < len(head.lineages) else None
-        if head.kind is Kind.EXECUTE and head.portal is not None:
-            statement = head.portal.statement
+        if head.kind is Kind.EXECUTE:
+            if head.lineages:
+                return head.lineages[0]
+            statement = head.portal.statement if head.portal is not None else None
             return statement.lineage if statement is not None else None
         return None
 
@@ -265,8 +267,11 @@ class ServerSide(LayerState):
         self._shows_encoding = False
         if head is not None and head.kind is Kind.EXECUTE:
             self.tracker.pop()
-            if completes and head.encoding_change is not None:
-                self.edge.switch_outbound(head.encoding_change)
+            if completes:
+                # What the statement did to the names now holds (a PREPARE run as a portal).
+                self.tracker.commit(head.changes)
+                if head.encoding_change is not None:
+                    self.edge.switch_outbound(head.encoding_change)
         elif head is not None and head.kind is Kind.QUERY:
             self._started(head)
             if completes and head.statements_done < len(head.statement_changes):

@@ -89,11 +89,15 @@ Value = Prepared | Portal
 @dataclass(frozen=True)
 class Change:
     namespace: Namespace
-    name: str | None  # None: every name in the namespace (DEALLOCATE ALL, CLOSE ALL, DISCARD)
+    #: None: every name in the namespace but the unnamed one (DEALLOCATE ALL and DISCARD ALL
+    #: empty the server's table of named statements; the unnamed statement lives elsewhere).
+    name: str | None
     value: Value | Any  # Prepared / Portal, or REMOVED
 
     def touches(self, namespace: Namespace, name: str) -> bool:
-        return self.namespace is namespace and (self.name is None or self.name == name)
+        if self.namespace is not namespace:
+            return False
+        return self.name == name or (self.name is None and name != "")
 
 
 class Kind(enum.Enum):
@@ -216,7 +220,10 @@ class ObjectTracker:
                 self.statements if change.namespace is Namespace.STATEMENT else self.portals
             )
             if change.name is None:
+                unnamed = table.get("")
                 table.clear()
+                if unnamed is not None:
+                    table[""] = unnamed
             elif isinstance(change.value, Prepared) and change.value.refused:
                 continue  # a placeholder never creates anything
             elif change.value is REMOVED:

@@ -149,11 +149,11 @@ class ModelServer:
         sql = portal[0]
         if self.status == "E" and not _exits_transaction(sql):
             return self._fail_extended("25P02")
-        if any(word in sql for word in self.deny_execute):
-            return self._fail_extended("42501")
-        outcome = self._run(sql, rows=True, description=False)
-        if outcome is None:
-            return self._fail_extended("22012")
+        if self._refused_in_query(sql) and not self._refused(sql):
+            return self._fail_extended("42501")  # a denied review, or EXECUTE of one
+        outcome = self._statement(sql, description=False)
+        if isinstance(outcome, str):
+            return self._fail_extended(outcome)
         return outcome
 
     # -- simple -----------------------------------------------------------------------------
@@ -197,8 +197,8 @@ class ModelServer:
             self.portals.clear()
         return ready_for_query(self.status)
 
-    def _statement(self, sql: str) -> bytes | str:
-        """The replies of one statement of a Query, or the SQLSTATE of its error."""
+    def _statement(self, sql: str, *, description: bool = True) -> bytes | str:
+        """The replies of one statement (of a Query, or a portal's), or its error's SQLSTATE."""
         words = sql.split()
         verb = words[0].upper()
         if verb == "PREPARE":
@@ -211,7 +211,7 @@ class ModelServer:
             body = self.statements.get(words[1])
             if body is None:
                 return "26000"
-            return self._run(body, rows=True, description=True) or "22012"
+            return self._run(body, rows=True, description=description) or "22012"
         if verb == "DEALLOCATE":
             if words[1].upper() == "ALL":
                 self.statements = {k: v for k, v in self.statements.items() if k == ""}
@@ -220,7 +220,7 @@ class ModelServer:
             return command_complete("DEALLOCATE")
         if "missing_table" in sql:
             return "42P01"
-        return self._run(sql, rows=True, description=True) or "22012"
+        return self._run(sql, rows=True, description=description) or "22012"
 
     def _run(self, sql: str, *, rows: bool, description: bool) -> bytes | None:
         self.executed.append(sql)
