@@ -12,6 +12,8 @@ STAMP   := $(VENV)/.installed-stamp
 
 # program -> Debian package that provides it; the integration tests drive these real peers.
 SYSTEM_PROGRAMS := initdb:postgresql psql:postgresql-client pgbench:postgresql
+# file -> Debian package, for libraries (no program to look for): the real pgjdbc driver.
+SYSTEM_FILES := /usr/share/java/postgresql.jar:libpostgresql-jdbc-java
 
 .PHONY: run test setup system-deps lint demo
 
@@ -39,6 +41,10 @@ system-deps:
 	  if ! command -v $$prog >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$prog >/dev/null 2>&1; then \
 	    missing="$$missing $$pkg"; \
 	  fi; \
+	done; \
+	for pair in $(SYSTEM_FILES); do \
+	  file=$${pair%%:*}; pkg=$${pair##*:}; \
+	  test -e $$file || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -304,6 +304,13 @@ PURE_FUNCTIONS: frozenset[str] = _names(
     pg_index_has_property pg_indexam_has_property pg_settings_get_flags pg_lock_status
     pg_sequence_last_value currval lastval pg_tablespace_location pg_relation_is_publishable
     pg_relation_is_updatable pg_column_is_updatable hashtext hashtextextended
+    getdatabaseencoding pg_is_wal_replay_paused
+    """
+    # The functions behind read-only system views (pg_settings, pg_cursors, ...): GUI clients
+    # call some directly, and a view over a function missing here is masked whole (opaque).
+    """
+    pg_show_all_settings pg_cursor pg_prepared_statement pg_prepared_xact pg_timezone_names
+    pg_timezone_abbrevs pg_available_extensions pg_available_extension_versions
     """
 )
 # Read-only accessor families (catalog definitions, statistics counters, privilege checks).

@@ -58,6 +58,20 @@ CASES = [
          {"select"}, {R}),
     Case("SELECT pg_get_viewdef('v'::regclass), has_table_privilege('t', 'select')",
          {"select"}, {R}),
+    # Builtins GUI clients and psql call at connect and when browsing (psql \dO, pgAdmin), and the
+    # functions behind read-only system views (pg_settings, pg_cursors, ...).
+    Case("SELECT getdatabaseencoding(), pg_catalog.pg_is_wal_replay_paused()", {"select"}, {R}),
+    Case("SELECT * FROM pg_catalog.pg_show_all_settings() s WHERE s.name = 'work_mem'",
+         {"select"}, {R}),
+    Case("SELECT * FROM pg_cursor(), pg_prepared_statement(), pg_prepared_xact()", {"select"}, {R}),
+    Case("SELECT * FROM pg_timezone_names(), pg_timezone_abbrevs(), pg_available_extensions(), "
+         "pg_available_extension_versions()", {"select"}, {R}),
+    Case("SELECT set_config('bytea_output', 'hex', false) FROM pg_show_all_settings() "
+         "WHERE name = 'bytea_output'", {"select"}, {SESSION}, {"side_effect_function"},
+         {"function:set_config"}),
+    # The same names in another schema are the agent's code.
+    Case("SELECT * FROM app.pg_show_all_settings()", {"select"}, {UNKNOWN}, {"unknown_function"},
+         {"function:app.pg_show_all_settings"}),
     Case("SHOW search_path", {"show"}, {R}),
     Case("SHOW ALL", {"show"}, {R}),
     Case("EXPLAIN SELECT * FROM t", {"explain"}, {R}, objects={"t"}),
