@@ -13,8 +13,15 @@ import pytest
 from connectors.postgres.vocabulary import postgres_vocabulary
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.errors import ConfigError
-from gateway.vocabulary import CommandVocabulary, check_rule_vocabulary, format_vocabulary
+from gateway.errors import ConfigError, PluginError
+from gateway.hookspecs import hookimpl
+from gateway.plugins import PluginHost
+from gateway.vocabulary import (
+    CommandVocabulary,
+    check_rule_vocabulary,
+    collect_vocabularies,
+    format_vocabulary,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = postgres_vocabulary()
@@ -217,3 +224,45 @@ def test_the_vocabulary_listing_works_while_the_configuration_is_broken(
     out = capsys.readouterr().out
     assert out.strip() == format_vocabulary({"postgres": POSTGRES})
     assert "postgres kinds" in out and "select" in out.split() and "no_where" in out.split()
+
+
+# --- collecting the plugins' vocabularies ----------------------------------------------------
+
+
+class _Declares:
+    def __init__(self, *answer: object) -> None:
+        self.answer = list(answer)
+
+    @hookimpl
+    def wardgate_command_vocabulary(self) -> list[object]:
+        return self.answer
+
+
+def _host(*plugins: object) -> PluginHost:
+    host = PluginHost()
+    for number, plugin in enumerate(plugins):
+        host.register(plugin, f"plugin-{number}")
+    return host
+
+
+def test_vocabularies_of_one_protocol_from_two_plugins_are_united() -> None:
+    extra = CommandVocabulary("postgres", frozenset({"vacuum_full"}), frozenset({"hot"}))
+    found = collect_vocabularies(_host(_Declares(POSTGRES), _Declares(extra, MYSQL)))
+    assert found["postgres"].kinds == POSTGRES.kinds | {"vacuum_full"}
+    assert found["postgres"].flags == POSTGRES.flags | {"hot"}
+    assert found["mysql"] == MYSQL
+
+
+def test_a_plugin_declaring_something_else_is_named() -> None:
+    with pytest.raises(PluginError, match=r"plugin 'plugin-0' returned dict .*CommandVocabulary"):
+        collect_vocabularies(_host(_Declares({"protocol": "x"})))
+
+
+def test_a_plugin_failing_to_declare_is_named() -> None:
+    class Broken:
+        @hookimpl
+        def wardgate_command_vocabulary(self) -> list[object]:
+            raise RuntimeError("no tables")
+
+    with pytest.raises(PluginError, match=r"'plugin-0' failed to declare .*no tables"):
+        collect_vocabularies(_host(Broken()))
