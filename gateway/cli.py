@@ -108,6 +108,14 @@ def _check_listener_tls(gw: Any) -> None:
         ) from exc
 
 
+def _check_rule_words(gw: Any) -> None:
+    """Every word the rules name is a category or a kind or flag of a protocol they apply to:
+    a misspelt word would be a rule that never matches."""
+    from gateway.vocabulary import check_rule_vocabulary, collect_vocabularies
+
+    check_rule_vocabulary(gw.config, collect_vocabularies(gw.plugins), set(gw.connectors))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
@@ -118,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _start_up_warnings(config)
     gw = build_gateway(config)
     try:
+        _check_rule_words(gw)
         _check_listener_tls(gw)
     except GatewayError:
         trio.run(gw.aclose)
@@ -130,14 +139,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_vocabulary() -> int:
+    """``config check --vocabulary``: the words rules may name, from the installed plugins alone,
+    so that it helps while the configuration is still wrong."""
+    from gateway.plugins import PluginHost
+    from gateway.vocabulary import collect_vocabularies, format_vocabulary
+
+    host = PluginHost()
+    host.load_entry_points()
+    host.check_pending()
+    print(format_vocabulary(collect_vocabularies(host)))
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     import trio
 
     from gateway.runtime import build_gateway
 
+    if args.vocabulary:
+        return cmd_config_vocabulary()
     config = _config(args)
     gw = build_gateway(config)  # loads plugins, detectors, keys: everything start-up would check
     try:
+        _check_rule_words(gw)
         _check_listener_tls(gw)
     finally:
         trio.run(gw.aclose)
@@ -446,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("check", help="validate the configuration without serving")
+    c.add_argument("--vocabulary", action="store_true",
+                   help="list the categories, kinds and flags rules may name, per protocol")
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("token", help="mint a token with the embedded issuer (prints only the JWT)")

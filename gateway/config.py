@@ -245,7 +245,7 @@ def load_config(config_dir: Path, *, environ: Mapping[str, str] = os.environ) ->
     }
     policy = root.child("policy", allowed=_POLICY_KEYS)
     policy_default = Action(policy.choice("default", [str(a) for a in Action], "deny"))
-    rules = _rules(merged.rules)
+    rules = _rules(merged.rules, merged.origins)
     approvals = _approvals(root.child("approvals", allowed=_APPROVALS_KEYS))
     admin = _admin(root) if "admin" in merged.tables else None
     if admin is not None and "admin" in listeners:
@@ -523,7 +523,11 @@ def _password(
         return None
 
 
-def _rules(entries: list[tuple[str, dict[str, Any]]]) -> tuple[Rule, ...]:
+def _rules(
+    entries: list[tuple[str, dict[str, Any]]], origins: dict[KeyPath, str]
+) -> tuple[Rule, ...]:
+    """The ``[[rules]]``; which of ``sql``/``commands`` each wrote goes into ``origins`` (as
+    ``("rules", NAME, KEY)``) so that the vocabulary check names the key as written."""
     rules: list[Rule] = []
     first_seen: dict[str, str] = {}
     per_file: dict[str, int] = {}
@@ -539,7 +543,10 @@ def _rules(entries: list[tuple[str, dict[str, Any]]]) -> tuple[Rule, ...]:
         first_seen[name] = file
         if "sql" in data and "commands" in data:
             raise table.error("sql", "sql is an alias of commands; write one of them, not both")
-        commands = table.string_list("sql" if "sql" in data else "commands")
+        commands_key = "sql" if "sql" in data else "commands"
+        commands = table.string_list(commands_key)
+        if commands_key in data:
+            origins[("rules", name, commands_key)] = file
         groups = table.string_list("groups")
         protocols = table.string_list("protocols")
         flags = table.string_list("flags")

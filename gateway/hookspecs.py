@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.connector import Connector
     from gateway.masking import Detector
     from gateway.model import Command, Decision, Identity, Target
+    from gateway.vocabulary import CommandVocabulary
 
 PROJECT = "wardgate"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -50,6 +51,24 @@ def wardgate_connectors() -> Sequence[Connector]:  # type: ignore[empty-body]
 
     Each connector names its ``protocol`` (the value of ``protocol =`` in ``[listeners.*]`` and
     ``[targets.*]``). Two plugins offering the same protocol is a start-up error.
+    """
+
+
+@hookspec
+def wardgate_command_vocabulary() -> Sequence[CommandVocabulary]:  # type: ignore[empty-body]
+    """Return, for each protocol this plugin's connectors serve, every word rules may name.
+
+    A :class:`gateway.vocabulary.CommandVocabulary` holds the ``protocol``, every ``kind`` and
+    every ``flag`` the connector's classifier can put on a :class:`~gateway.model.Command`
+    (categories are shared: :class:`gateway.model.Category`). ``wardgate serve`` and
+    ``wardgate config check`` then refuse a rule naming a word no protocol it applies to knows,
+    naming the file, the rule and the key, and ``wardgate config check --vocabulary`` lists the
+    words. The kinds must be complete: a kind the connector produces but does not declare makes
+    a correct rule a configuration error. Vocabularies of one protocol from several plugins are
+    united. A connector that declares none leaves rules that may apply to it unchecked.
+
+    Called without a configuration (``--vocabulary`` works while the configuration is broken):
+    the answer must not depend on settings.
     """
 
 

@@ -4,13 +4,22 @@ A throwaway PostgreSQL with a small customers table (test card numbers and e-mai
 in front of it, and a short scripted agent session: an allowed SELECT whose cards come back
 masked, a DROP that is denied, a DELETE that needs a human's approval. Then it shows where the
 recording is and how to replay it.
+
+With ``--keep`` both stay up after the scripted session, and the demo prints how to connect as an
+agent (a psql command line with a fresh token), how to approve as a person, and where the
+recordings are; Ctrl-C (or SIGTERM) then stops the gateway and PostgreSQL and deletes the
+database.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -32,7 +41,12 @@ AGENT_STEPS = [
 ]
 
 
-def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
+TARGET = "pg-demo"
+AGENT = "demo-agent"
+KEEP_TOKEN_TTL = 3600  # seconds: long enough to try things by hand
+
+
+def write_config(workdir: Path, server: LocalServer, port: int, admin_port: int) -> Path:
     conf = workdir / "conf.d"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "10-demo.toml").write_text(textwrap.dedent(f"""
@@ -50,7 +64,10 @@ def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
         bind = "127.0.0.1:{port}"
         tls = "required"
 
-        [targets.pg-demo]
+        [admin]
+        bind = "127.0.0.1:{admin_port}"
+
+        [targets.{TARGET}]
         protocol = "postgres"
         address = "127.0.0.1:{server.port}"
         database = "app"
@@ -62,7 +79,7 @@ def write_config(workdir: Path, server: LocalServer, port: int) -> Path:
         name = "agents may read"
         groups = ["ai-agents"]
         targets = ["pg-*"]
-        sql = ["read"]
+        sql = ["read", "transaction", "session"]
         action = "allow"
 
         [[rules]]
@@ -98,8 +115,7 @@ async def _agent_session(port: int, token: str) -> str:
     psql = shutil.which("psql")
     if psql is None:
         raise RuntimeError("the demo's agent uses psql: apt-get install postgresql-client")
-    dsn = f"host=127.0.0.1 port={port} dbname=pg-demo user=demo-agent sslmode=require"
-    argv = [psql, dsn, "-X", "--echo-queries"]
+    argv = [psql, _dsn(port), "-X", "--echo-queries"]
     for _, sql in AGENT_STEPS:
         argv += ["-c", sql]
     result = await trio.run_process(
@@ -124,30 +140,95 @@ async def _approver(gateway: Gateway) -> None:
                 await service.approve(event.item.id, approver, "row 3 is a test customer")
 
 
-def run_demo(workdir: Path) -> int:
+def _dsn(port: int) -> str:
+    return f"host=127.0.0.1 port={port} dbname={TARGET} user={AGENT} sslmode=require"
+
+
+def _wardgate() -> str:
+    """How the person running the demo calls wardgate: the venv's script when it is not on
+    PATH (``make demo``), else plain ``wardgate``."""
+    script = Path(sys.executable).parent / "wardgate"
+    on_path = shutil.which("wardgate")
+    if on_path is not None and (not script.exists() or Path(on_path).resolve() == script.resolve()):
+        return "wardgate"
+    return shlex.quote(str(script)) if script.exists() else f"{sys.executable} -m gateway.cli"
+
+
+def keep_instructions(gateway: Gateway, server: LocalServer, port: int, token: str) -> str:
+    """What ``--keep`` prints: how to connect, approve, find the recordings and stop."""
+    config = gateway.config
+    wg = f"{_wardgate()} -c {shlex.quote(str(config.config_dir))}"
+    admin = config.admin.address if config.admin is not None else "(none)"
+    return textwrap.dedent(f"""
+        == The demo keeps running (--keep). In another terminal:
+
+        Connect as an agent to target "{TARGET}" (PostgreSQL on 127.0.0.1:{server.port}, database
+        app, behind the gateway on 127.0.0.1:{port}); the token is the password, valid for 1 hour:
+          PGPASSWORD='{token}' psql "{_dsn(port)}"
+        Another agent token:
+          {wg} token --sub {AGENT} --groups ai-agents --ttl 1h
+
+        Approve what the agent's DELETE/UPDATE wait for, as an approver (group dba; admin API
+        on https://{admin}):
+          export WARDGATE_TOKEN="$({wg} token --sub demo-approver --groups dba)"
+          {wg} review list
+          {wg} review approve REVIEW_ID --reason "checked"
+
+        Recordings: {gateway.recordings.root}
+          {wg} recordings list
+          {wg} replay
+
+        Press Ctrl-C to stop: the gateway and PostgreSQL stop and the demo database is deleted
+        (the configuration and the recordings stay in {config.config_dir.parent}).
+        """)
+
+
+async def _until_signalled(signals: AsyncIterator[int], state: ServerState,
+                           nursery: trio.Nursery) -> None:
+    """The first SIGINT/SIGTERM shuts the gateway down gracefully, a second one at once."""
+    received = 0
+    async for signum in signals:
+        received += 1
+        if received == 1:
+            print(f"\nwardgate demo: {signal.Signals(signum).name}: stopping the gateway and "
+                  "PostgreSQL (again to stop at once)", flush=True)
+            state.shutdown()
+        else:
+            nursery.cancel_scope.cancel()
+
+
+def run_demo(workdir: Path, *, keep: bool = False) -> int:
     workdir = workdir.resolve()
     server = LocalServer()
     print(f"wardgate demo: starting a throwaway PostgreSQL in {server.root} ...", flush=True)
     server.start()
     try:
         port = free_port()
-        conf = write_config(workdir, server, port)
+        conf = write_config(workdir, server, port, free_port())
         config = load_config(conf)
         gateway = build_gateway(config)
-        assert gateway.issuer is not None
-        token = gateway.issuer.mint(subject="demo-agent", groups=["ai-agents"], ttl=600,
+        issuer = gateway.issuer
+        assert issuer is not None
+        token = issuer.mint(subject=AGENT, groups=["ai-agents"], ttl=600,
                                     audience=config.auth.audience)
         print(f"wardgate demo: gateway listening on 127.0.0.1:{port}; the agent connects with a token "
               "for group ai-agents", flush=True)
         print("\nThe agent's session (one connection):")
         for number, (title, _) in enumerate(AGENT_STEPS, 1):
             print(f"  {number}. {title}")
-        print()
+        print(flush=True)
         before = set(gateway.recordings.list())
 
-        async def main() -> str:
+        async def run(signals: AsyncIterator[int] | None) -> None:
             async with trio.open_nursery() as nursery:
-                state: ServerState = await nursery.start(serve, gateway)
+
+                async def serve_then_stop(
+                    task_status: trio.TaskStatus[ServerState] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await serve(gateway, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # shut down: stop waiting for signals
+
+                state: ServerState = await nursery.start(serve_then_stop)
                 approver = trio.CancelScope()
 
                 async def approve() -> None:
@@ -156,34 +237,62 @@ def run_demo(workdir: Path) -> int:
 
                 nursery.start_soon(approve)
                 try:
-                    return await _agent_session(port, token)
+                    print(await _agent_session(port, token), flush=True)
                 finally:
-                    approver.cancel()
+                    approver.cancel()  # from here on, people approve
+                if signals is None:
                     state.shutdown()  # graceful: the agent's session ends and is sealed
+                    return
+                fresh = issuer.mint(subject=AGENT, groups=["ai-agents"], ttl=KEEP_TOKEN_TTL,
+                                    audience=config.auth.audience)
+                print(keep_instructions(gateway, server, port, fresh), flush=True)
+                nursery.start_soon(_until_signalled, signals, state, nursery)
 
-        print(trio.run(main), flush=True)
+        async def main() -> None:
+            try:
+                if keep:
+                    # Opened before the instructions are printed, so that no Ctrl-C after them
+                    # can skip the clean-up.
+                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        await run(signals)
+                else:
+                    await run(None)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await gateway.aclose()
+
+        trio.run(main)
     finally:
         server.stop()
+        if keep:
+            print(f"wardgate demo: stopped; PostgreSQL's files in {server.root} are deleted",
+                  flush=True)
     recordings = [p for p in gateway.recordings.list() if p not in before]
-    print("== The recording of this session (signed, tamper-evident)")
+    sessions = "the demo's sessions" if keep else "this session"
+    print(f"== The recording{'s' if keep else ''} of {sessions} (signed, tamper-evident)")
     for path in recordings:
         print(f"  {path}")
     if recordings:
+        wg = f"{_wardgate()} -c {shlex.quote(str(conf))}"
+        shown = shlex.quote(str(recordings[0]))
         print(textwrap.dedent(f"""
             Show it, verify its signature, replay it:
-              wardgate -c {conf} recordings show {recordings[0]}
-              wardgate -c {conf} recordings verify {recordings[0]}
-              wardgate -c {conf} replay {recordings[0]}
-            """))
+              {wg} recordings show {shown}
+              {wg} recordings verify {shown}
+              {wg} replay {shown}
+            """), flush=True)
     return 0
 
 
 def cli_main(argv: list[str]) -> int:
-    """Entry point for ``wardgate demo [--dir DIR]`` (registered under ``wardgate.commands``)."""
+    """Entry point for ``wardgate demo [--dir DIR] [--keep]`` (``wardgate.commands``)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="wardgate demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default="var/demo", help="working directory (default: var/demo)")
+    parser.add_argument("--keep", action="store_true",
+                        help="after the scripted session, keep PostgreSQL and the gateway running "
+                             "for you to connect to; Ctrl-C stops both and deletes the database")
     args = parser.parse_args(argv)
-    return run_demo(Path(args.dir))
+    return run_demo(Path(args.dir), keep=args.keep)

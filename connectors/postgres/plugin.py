@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from gateway.hookspecs import hookimpl
+from gateway.vocabulary import CommandVocabulary
 
 from .connector import PostgresConnector
+from .vocabulary import postgres_vocabulary
 
 
 @hookimpl
 def wardgate_connectors() -> list[PostgresConnector]:
     return [PostgresConnector()]
+
+
+@hookimpl
+def wardgate_command_vocabulary() -> list[CommandVocabulary]:
+    return [postgres_vocabulary()]
