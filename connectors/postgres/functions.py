@@ -313,6 +313,21 @@ PURE_FUNCTIONS: frozenset[str] = _names(
     pg_timezone_abbrevs pg_available_extensions pg_available_extension_versions
     """
 )
+# information_schema's helper functions (used by its views and by JDBC/ODBC metadata calls):
+# they compute from catalog rows. information_schema belongs to the bootstrap superuser, so no
+# agent can put a function of its own there.
+SQL_STANDARD_HELPERS: frozenset[str] = _names(
+    """
+    _pg_expandarray _pg_index_position _pg_truetypid _pg_truetypmod _pg_char_max_length
+    _pg_char_octet_length _pg_numeric_precision _pg_numeric_precision_radix _pg_numeric_scale
+    _pg_datetime_precision _pg_interval_type
+    """
+)
+#: information_schema's domains (casts to them check nothing but a value's shape).
+SQL_STANDARD_DOMAINS = frozenset(
+    ("cardinal_number", "character_data", "sql_identifier", "time_stamp", "yes_or_no")
+)
+
 # Read-only accessor families (catalog definitions, statistics counters, privilege checks).
 # Side-effect names are looked up first, so a prefix here cannot hide one.
 PURE_PREFIXES = ("pg_get_", "pg_stat_get_", "has_")
@@ -357,6 +372,8 @@ def call_effect(parts: list[str], args: list[Any]) -> tuple[str, FunctionEffect 
     None for a known pure builtin; otherwise the name to report and the effect, where an effect
     of None means an unknown (possibly user-defined, possibly writing) function.
     """
+    if len(parts) == 2 and parts[0] == "information_schema" and parts[1] in SQL_STANDARD_HELPERS:
+        return None  # the SQL-standard views' own helpers, owned by the bootstrap superuser
     if len(parts) != 1 and (len(parts) != 2 or parts[0] != "pg_catalog"):
         return qualified_name(parts), None  # any other schema: a user function whatever its name
     name = parts[-1]

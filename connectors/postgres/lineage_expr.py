@@ -336,6 +336,9 @@ class Analyser:
         names = strings((node.get("typeName") or {}).get("names"))
         if len(names) == 2 and names[0] == "pg_catalog":
             return lin
+        if (len(names) == 2 and names[0] == "information_schema"
+                and names[1] in functions.SQL_STANDARD_DOMAINS):
+            return lin  # the SQL-standard views cast catalog values to these
         if len(names) == 1 and names[0] in BUILTIN_TYPES and self.builtin("type", names[0]):
             return lin
         label = "a cast to type " + functions.qualified_name(names)

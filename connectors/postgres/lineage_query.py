@@ -64,6 +64,14 @@ _RECORDS: dict[str, tuple[str, ...] | None] = {
     "jsonb_to_record": None, "json_populate_recordset": None, "jsonb_populate_recordset": None,
     "json_to_recordset": None, "jsonb_to_recordset": None, "pg_lock_status": None,
     "pg_input_error_info": None, "unnest": None,
+    # The functions behind read-only system views (pg_settings, pg_cursors, ...): the views name
+    # their columns in an alias list.
+    "pg_show_all_settings": None, "pg_cursor": None, "pg_prepared_statement": None,
+    "pg_prepared_xact": None, "pg_timezone_names": None, "pg_timezone_abbrevs": None,
+    "pg_available_extensions": None, "pg_available_extension_versions": None,
+    "pg_show_all_file_settings": None, "pg_hba_file_rules": None, "pg_ident_file_mappings": None,
+    "pg_get_shmem_allocations": None, "pg_get_backend_memory_contexts": None,
+    "pg_config": ("name", "setting"), "pg_tablespace_databases": ("pg_tablespace_databases",),
 }  # fmt: skip
 _RECORD_PREFIXES = ("pg_stat_get_", "pg_control_", "pg_get_")
 _SCALAR_GET = frozenset(n for n in functions.PURE_FUNCTIONS if n.startswith("pg_get_"))
@@ -509,7 +517,8 @@ class Run(Analyser):
     def _function_columns(self, call: Node, alias: Any) -> tuple[str, ...] | None:
         parts = strings(call.get("funcname"))
         name = parts[-1] if parts else "?"
-        builtin = len(parts) == 1 or parts[0] == "pg_catalog"
+        builtin = len(parts) == 1 or parts[0] == "pg_catalog" or (
+            parts[0] == "information_schema" and name in functions.SQL_STANDARD_HELPERS)
         if not builtin or self.function_kind(parts) == "user":
             return None  # unknown shape
         args = call.get("args") or []

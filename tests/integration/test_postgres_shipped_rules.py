@@ -4,8 +4,7 @@ The gateway here runs conf.d/50-rules.toml and conf.d/60-masking.toml as shipped
 targets and data_dir are the test's), so what an agent's driver, ORM, GUI client or psql sends to
 connect and browse is judged by the rules operators get. Each legitimate statement must run and
 come back unmasked where it shows no masked column; each statement the rules exist to stop must
-be refused with a message naming what it is. Known gaps outside the rules' reach are strict
-xfails naming the component at fault: they turn into failures the day the gap is closed.
+be refused with a message naming what it is.
 """
 
 from __future__ import annotations
@@ -131,10 +130,6 @@ def test_psycopg_transaction_characteristics_are_allowed(agent: str) -> None:
         conn.rollback()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relay gap (connectors/postgres/layer.py): a DECLARE sent through Parse/Bind/Execute is never "
-    "recorded (_sql_changes runs only for simple queries), so psycopg's FETCH FROM the cursor is "
-    "refused as 'cursor does not exist (or was not opened through wardgate)'"))
 def test_psycopg_named_cursor_fetches_in_steps(agent: str) -> None:
     with psycopg.connect(agent) as conn:
         with conn.cursor(name="browse") as cur:
@@ -295,18 +290,6 @@ def test_session_settings_take_effect(agent: str) -> None:
 # %(nsp)s is the public schema's OID, %(rel)s the customers table's. None of these shows a masked
 # column, so none of their values may come back masked.
 
-# lineage gap (connectors/postgres/lineage_query.py, Run._function_columns): a builtin returning
-# rows that _RECORDS does not list is taken to return one column, so the system views over one
-# (pg_settings over pg_show_all_settings() a(name, setting, ...), pg_timezone_names,
-# pg_available_extensions) show their first column and mask every other as opaque.
-VIEW_OVER_RECORD_FUNCTION = pytest.mark.xfail(strict=True, reason=(
-    "lineage treats pg_show_all_settings() & co. as one-column functions: later view columns "
-    "are masked as opaque"))
-# lineage and classifier gap: only pg_catalog-qualified (or unqualified) names are builtins, so
-# the information_schema views (casts to information_schema.sql_identifier & co.) come back
-# masked, and information_schema._pg_expandarray() is an unknown function.
-INFORMATION_SCHEMA = pytest.mark.xfail(strict=True, reason=(
-    "information_schema's own domains and functions count as user code: every value is masked"))
 
 GUI_QUERIES = [
     ('dbeaver', 'schema and user',
@@ -350,11 +333,9 @@ GUI_QUERIES = [
     ('dbeaver', 'tablespaces',
      'SELECT t.oid, t.spcname, pg_catalog.pg_tablespace_location(t.oid) AS loc FROM pg_catalog.pg_tablespace t'),
     pytest.param('dbeaver', 'settings',
-                 'SELECT name, setting, unit, category, short_desc FROM pg_catalog.pg_settings ORDER BY name',
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 'SELECT name, setting, unit, category, short_desc FROM pg_catalog.pg_settings ORDER BY name'),
     pytest.param('dbeaver', 'standard_conforming_strings',
-                 "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'standard_conforming_strings'",
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'standard_conforming_strings'"),
     ('dbeaver', 'data tab',
      'SELECT t.* FROM public.sr_orders t LIMIT 200'),
     ('dbeaver', 'row count',
@@ -424,27 +405,21 @@ GUI_QUERIES = [
     ('any', 'database encoding',
      'SELECT getdatabaseencoding(), pg_catalog.pg_client_encoding()'),
     pytest.param('any', 'prepared statements view',
-                 'SELECT name, statement FROM pg_catalog.pg_prepared_statements',
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 'SELECT name, statement FROM pg_catalog.pg_prepared_statements'),
     pytest.param('any', 'cursors view',
-                 'SELECT name, statement FROM pg_catalog.pg_cursors',
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 'SELECT name, statement FROM pg_catalog.pg_cursors'),
     pytest.param('any', 'time zones',
-                 "SELECT name, abbrev, utc_offset FROM pg_catalog.pg_timezone_names WHERE name = 'UTC'",
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 "SELECT name, abbrev, utc_offset FROM pg_catalog.pg_timezone_names WHERE name = 'UTC'"),
     pytest.param('any', 'time zone abbreviations',
-                 "SELECT abbrev, utc_offset FROM pg_catalog.pg_timezone_abbrevs WHERE abbrev = 'UTC'",
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 "SELECT abbrev, utc_offset FROM pg_catalog.pg_timezone_abbrevs WHERE abbrev = 'UTC'"),
     pytest.param('any', 'available extensions',
-                 "SELECT name, default_version, installed_version FROM pg_catalog.pg_available_extensions WHERE name = 'plpgsql'",
-                 marks=VIEW_OVER_RECORD_FUNCTION),
+                 "SELECT name, default_version, installed_version FROM pg_catalog.pg_available_extensions WHERE name = 'plpgsql'"),
     pytest.param("agent", "information_schema tables",
                  "SELECT table_schema, table_name, table_type FROM information_schema.tables "
-                 "WHERE table_schema = 'public' ORDER BY table_name", marks=INFORMATION_SCHEMA),
+                 "WHERE table_schema = 'public' ORDER BY table_name"),
     pytest.param("agent", "information_schema columns",
                  "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-                 "WHERE table_name = 'customers' ORDER BY ordinal_position",
-                 marks=INFORMATION_SCHEMA),
+                 "WHERE table_name = 'customers' ORDER BY ordinal_position"),
 ]
 
 
@@ -636,16 +611,11 @@ PGJDBC_CALLS = [
     ("prepared", "1|****-****-****-1111"),
     ("fetch_size", "1;2;3;4"),
     ("commit", "ok"),
-    # information_schema._pg_expandarray() is qualified with a schema other than pg_catalog, so
-    # the classifier calls it an unknown function and the shipped default denies it.
-    pytest.param("primary_keys", "sr_orders_pkey", marks=pytest.mark.xfail(strict=True, reason=(
-        "classifier: information_schema._pg_expandarray counts as an unknown function"))),
-    pytest.param("index_info", "sr_orders_customer", marks=pytest.mark.xfail(strict=True, reason=(
-        "classifier: information_schema._pg_expandarray counts as an unknown function"))),
-    # getImportedKeys reads max_index_keys from pg_settings, whose setting column comes back
-    # masked ("****"), and pgjdbc then fails parsing it as an int.
-    pytest.param("imported_keys", "customers|customer_id", marks=pytest.mark.xfail(strict=True, reason=(
-        "lineage masks pg_settings.setting, pgjdbc cannot read max_index_keys"))),
+    # (information_schema._pg_expandarray() is one of the SQL-standard views' own helpers.)
+    ("primary_keys", "sr_orders_pkey"),
+    ("index_info", "sr_orders_customer"),
+    # getImportedKeys reads max_index_keys from pg_settings (a view over pg_show_all_settings).
+    ("imported_keys", "customers|customer_id"),
 ]
 
 
@@ -700,10 +670,6 @@ def test_a_delete_without_approval_is_held_then_refused(agent: str, pg_cluster: 
     assert pg_cluster.sql("SELECT count(*) FROM sr_orders") == "3"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relay gap (connectors/postgres/layer.py _parse/_execute): PREPARE, DEALLOCATE and DISCARD "
-    "run through the extended protocol are not tracked, so a name prepared by SQL keeps the "
-    "lineage of its first body and EXECUTE shows the new body's masked column in clear"))
 def test_a_prepared_name_redefined_through_the_extended_protocol_keeps_its_masking(agent: str) -> None:
     with psycopg.connect(agent, autocommit=True) as conn:
         assert conn.execute("SELECT api_secret FROM sr_vault").fetchone() != (VAULT_SECRET,)

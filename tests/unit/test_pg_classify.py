@@ -654,3 +654,16 @@ def test_classify_never_raises_on_sql_like_text(sql: str) -> None:
         assert command.categories
         if command.categories == {R}:  # READ must mean no known effect was seen
             assert not command.flags & {"side_effect_function", "unknown_function", "locking"}
+
+
+@pytest.mark.parametrize(("sql", "unknown"), [
+    ("SELECT information_schema._pg_expandarray(ARRAY[1, 2])", False),
+    ("SELECT (information_schema._pg_expandarray(i.indkey)).n FROM pg_index i", False),
+    # Same name in any other schema is a user function.
+    ("SELECT public._pg_expandarray(ARRAY[1])", True),
+    ("SELECT information_schema.not_a_helper(1)", True),
+])
+def test_information_schema_helpers_are_builtins_and_nothing_else_is(sql: str,
+                                                                     unknown: bool) -> None:
+    (command,) = classify(sql)
+    assert (UNKNOWN in command.categories) is unknown
