@@ -32,6 +32,8 @@ log = logging.getLogger("wardgate.postgres")
 #: How long one catalog query may take before the statement that needed it is refused.
 QUERY_TIMEOUT = 10.0
 _MAX_ROWS = 100_000
+#: User types are described again at most this often (DDL by other sessions).
+TYPES_TTL = 60.0
 
 
 class CatalogUnavailable(Exception):
@@ -48,6 +50,7 @@ class TargetCatalog:
         self._max_message_size = max_message_size
         self.relations = CatalogCache()
         self.types = TypeRegistry()
+        self._types_read_at: float | None = None
         self._connection: Upstream | None = None
         self._lock = trio.Lock()
 
@@ -61,11 +64,19 @@ class TargetCatalog:
                 from exc
         self.relations.store(answer, trio.current_time())
 
+    def expire_types(self, now: float) -> None:
+        """User types are described again after TYPES_TTL (DDL by other sessions)."""
+        if self._types_read_at is not None and now - self._types_read_at > TYPES_TTL:
+            self._types_read_at = None
+            self.types.forget_user_types()
+
     async def load_types(self, oids: Iterable[int]) -> None:
         """Describe type OIDs a result uses (and the types they are built from). A failure
         leaves them unknown: their values are then masked as opaque (fail closed)."""
         try:
             self.types.add_all(parse_type_rows(await self._query(types_query(oids))))
+            if self._types_read_at is None:
+                self._types_read_at = trio.current_time()
         except (CatalogUnavailable, ProtocolError) as exc:
             log.warning("target %s: types %s not read: %s", self._target.name,
                         ", ".join(map(str, oids)), exc)

@@ -50,8 +50,10 @@ from connectors.postgres import functions
 from gateway.model import Aspect, Category, Command
 
 PROTOCOL = "postgres"
-MAX_SQL_CHARS = 1 << 20  # longer text is "too_large": parsing cost grows with size
-MAX_TREE_CHARS = 4 << 20  # JSON tree, 10-30x the SQL; decode+walk ~0.15 s/MiB: bounds CPU
+# As large as the largest message a client may send ([limits] max_message_bytes' default): a
+# statement inlining a large value (psycopg2 does) is mostly one literal, whose tree is small.
+MAX_SQL_CHARS = 16 << 20  # longer text is "too_large"
+MAX_TREE_CHARS = 32 << 20  # JSON tree, 10-30x the SQL of dense code; decode+walk ~0.15 s/MiB
 MAX_CACHED_SQL_CHARS = 16 << 10  # caps the cache near CACHE_SIZE x 16 KiB; longer: one-offs
 CACHE_SIZE = 4096
 

@@ -245,7 +245,7 @@ class ClientSide(LayerState):
         if self.session.identity_expired():
             raise SessionExpired
         statements = classify(query.query)
-        verdict = self._lineage(query.query, len(statements))
+        verdict = self._lineage(query.query, len(statements), _wants_types(statements))
         if isinstance(verdict, NeedRelations):
             return verdict
         extra: list[Change] = list(_QUERY_DROPS)
@@ -314,13 +314,14 @@ class ClientSide(LayerState):
             out.append(Query(DENIED_PLACEHOLDER).encode())
         return None
 
-    def _lineage(self, sql: str, count: int) -> Verdict | NeedRelations:
+    def _lineage(self, sql: str, count: int, types_wanted: bool = False
+                 ) -> Verdict | NeedRelations:
         """What the statements show of masked columns, or the catalog entries to load first.
         A catalog that could not be read refuses the waiting statement (fail closed)."""
         if self._catalog_failure is not None:
             why, self._catalog_failure = self._catalog_failure, None
             return self.guard.catalog_failed(why, count)
-        verdict = self.guard.judge(sql, count)
+        verdict = self.guard.judge(sql, count, types_wanted=types_wanted)
         if isinstance(verdict, Verdict) and any(
             lineage is not None and lineage.changes_catalog for lineage in verdict.statements
         ):
@@ -392,8 +393,13 @@ class ClientSide(LayerState):
             self.edge.switch_inbound(request.encoding_change)
 
     def _note_allowed(self, request: Request, commands: tuple[Command, ...]) -> None:
-        """Remember what an allowed command may legitimately change in what the server reports."""
+        """Remember what an allowed command may legitimately change in what the server reports,
+        and forget catalog answers DDL may make wrong (relations, user types)."""
         for command in commands:
+            if Category.DDL in command.categories:
+                self.guard.catalog_changed()
+                if self.types is not None:
+                    self.types.forget_user_types()
             if Category.ROLE in command.categories or "role_change" in command.flags:
                 self._role_change_allowed = True
             if "search_path" in command.flags:
@@ -403,7 +409,7 @@ class ClientSide(LayerState):
     # -- extended query ---------------------------------------------------------------------
     def _parse(self, parse: Parse, raw: bytes, out: list[bytes]) -> Any:
         commands = classify(parse.query)
-        verdict = self._lineage(parse.query, len(commands))
+        verdict = self._lineage(parse.query, len(commands), _wants_types(commands))
         if isinstance(verdict, NeedRelations):
             return verdict
         refusal: tuple[str, str] | None = None
@@ -566,3 +572,8 @@ class ClientSide(LayerState):
         """A denied extended message: an error in its place, and nothing created or replaced."""
         self.tracker.push(request)
         out.append(Parse(PLACEHOLDER_STATEMENT, DENIED_PLACEHOLDER).encode())
+
+
+def _wants_types(commands: tuple[Command, ...]) -> bool:
+    """A COPY TO STDOUT: its rows are masked by column type (binary COPY needs them)."""
+    return any("copy_to_stdout" in c.flags for c in commands)

@@ -90,6 +90,7 @@ class PostgresConnector:
         self._cancel_keys: dict[tuple[int, bytes], _CancelTarget] = {}
         # Per target: its catalog, read on a connection of the gateway's own, for every session.
         self._catalogs: dict[str, TargetCatalog] = {}
+        self._sessions: dict[str, int] = {}  # open sessions per target
 
     def _catalog(self, gw: Gateway, target: Target) -> TargetCatalog:
         found = self._catalogs.get(target.name)
@@ -150,6 +151,9 @@ class PostgresConnector:
         except TLSError as exc:
             log.info("%s: TLS handshake failed: %s", ctx.peer, exc)
             return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("%s: the client went away during start-up", ctx.peer)
+            return
 
         # The client is told the target's real backend pid (so pg_backend_pid(), pg_stat_activity
         # and NotificationResponse agree with it) and a secret of the gateway's own: the pair is
@@ -159,6 +163,7 @@ class PostgresConnector:
         while cancel_key in self._cancel_keys:
             cancel_key = (pid, secrets.token_bytes(4))
         entry: _CancelTarget | None = None
+        catalog_used = False
         try:
             client_info = {
                 "user": startup.params.get("user", ""),
@@ -194,6 +199,8 @@ class PostgresConnector:
                 ]
                 await client.stream.send_all(b"".join(hello))
                 catalog = self._catalog(gw, target)
+                self._sessions[target.name] = self._sessions.get(target.name, 0) + 1
+                catalog_used = True
                 relay = Relay(
                     session,
                     client.stream,
@@ -221,6 +228,21 @@ class PostgresConnector:
         finally:
             self._cancel_keys.pop(cancel_key, None)
             await trio.aclose_forcefully(upstream.stream)
+            if catalog_used:
+                await self._session_ended(target)
+
+    async def _session_ended(self, target: Target) -> None:
+        """The catalog connection is closed with the last session of its target: it must not
+        keep the database in use (DROP DATABASE, maintenance) while nobody works there."""
+        left = self._sessions.get(target.name, 1) - 1
+        if left > 0:
+            self._sessions[target.name] = left
+            return
+        self._sessions.pop(target.name, None)
+        catalog = self._catalogs.get(target.name)
+        if catalog is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await catalog.aclose()
 
     # -- start-up ---------------------------------------------------------------------------
     async def _negotiate(self, client: _Client, ctx: ConnectionContext) -> StartupMessage | None:

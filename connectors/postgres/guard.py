@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pglast.parser
+
 from gateway.model import Action, Decision
 
 from .backend import FieldDescription
@@ -27,6 +29,8 @@ from .catalog import Catalog, Missing, RelationName
 from .lineage import Analysis, NeedRelations, StatementLineage, analyze
 
 RULE = "wardgate.masking"
+SYNTAX_RULE = "wardgate.syntax"  # answered with SQLSTATE 42601, as the server would
+_UNPARSEABLE = "statement could not be parsed"  # lineage.analyze's word for it
 #: Catalog loads one statement may ask for before it is refused (views reveal more names).
 MAX_ROUNDS = 4
 
@@ -61,17 +65,31 @@ class ColumnGuard:
     """One session's view of masked-column lineage, over a target's shared catalog cache."""
 
     def __init__(self, catalog: Catalog, is_masked: Callable[[str], bool], *,
-                 active: bool, clock: Callable[[], float] | None = None) -> None:
+                 active: bool, typed: bool = False,
+                 clock: Callable[[], float] | None = None) -> None:
         self.catalog: Any = SessionCatalog(catalog)
         self.is_masked = is_masked
         self.active = active  # column globs are configured
+        self.typed = typed  # a real catalog is there (for COPY column types)
         self._clock = clock  # the clock the catalog's entries expire by
         self._rounds = 0
 
-    def judge(self, sql: str, count: int) -> Verdict | NeedRelations:
-        """Lineage for the ``count`` statements of ``sql``, or what to load first."""
+    def judge(self, sql: str, count: int, *, types_wanted: bool = False
+              ) -> Verdict | NeedRelations:
+        """Lineage for the ``count`` statements of ``sql``, or what to load first. Without column
+        globs nothing is judged; ``types_wanted`` (a binary COPY) still reads the lineage when a
+        catalog is there, for the types of its columns."""
         if not self.active:
-            return Verdict((None,) * count)
+            if not (types_wanted and self.typed):
+                return Verdict((None,) * count)
+            found = analyze(sql, self.catalog, _never_masked)
+            if isinstance(found, NeedRelations):
+                self._rounds += 1
+                if self._rounds <= MAX_ROUNDS:
+                    return found
+                found = Analysis((None,) * count)  # type: ignore[arg-type]
+            self._rounds = 0
+            return Verdict(found.statements)
         advance = getattr(self.catalog, "advance", None)
         if advance is not None and self._clock is not None:
             advance(self._clock())
@@ -85,7 +103,7 @@ class ColumnGuard:
                 "the relations this statement reads could not all be resolved in the target's "
                 "catalog, so wardgate cannot tell which columns it shows"))
         self._rounds = 0
-        return self._verdict(found)
+        return self._verdict(found, sql)
 
     def search_path_changed(self) -> None:
         """Names may now resolve to relations the catalog connection does not resolve them
@@ -103,8 +121,13 @@ class ColumnGuard:
         return Verdict((None,) * count, _refused(
             f"{why}; wardgate cannot tell which columns it would show"))
 
-    def _verdict(self, analysis: Analysis) -> Verdict:
+    def _verdict(self, analysis: Analysis, sql: str) -> Verdict:
         for lineage in analysis.statements:
+            if lineage.unknown == (_UNPARSEABLE,):
+                # The server would refuse it as a syntax error too (the parser is PostgreSQL's
+                # own), unless it is newer syntax than libpg_query knows: never run it unseen.
+                return Verdict(analysis.statements, Decision(
+                    Action.DENY, SYNTAX_RULE, _syntax_error(sql)))
             problem = _problem(lineage)
             if problem is not None:
                 return Verdict(analysis.statements, _refused(problem))
@@ -131,6 +154,10 @@ class ColumnGuard:
         return False
 
 
+def _never_masked(name: str) -> bool:
+    return False
+
+
 def _problem(lineage: StatementLineage) -> str | None:
     if lineage.violations:
         return lineage.violations[0]
@@ -143,6 +170,16 @@ def _problem(lineage: StatementLineage) -> str | None:
                     "not computed with")
     inner = lineage.inner
     return _problem(inner) if inner is not None else None
+
+
+def _syntax_error(sql: str) -> str:
+    try:
+        pglast.parser.parse_sql_json(sql)
+    except pglast.parser.ParseError as error:
+        return str(error)
+    except (ValueError, RecursionError):
+        pass
+    return "syntax error: the statement could not be parsed"
 
 
 def _refused(reason: str) -> Decision:

@@ -93,6 +93,8 @@ def denial_reply(decision: Decision) -> tuple[str, str]:
     """(SQLSTATE, message) the client is told for a refused statement."""
     if decision.rule == CANCELLED_RULE:
         return "57014", CANCELLED_MESSAGE
+    if decision.rule == "wardgate.syntax":
+        return "42601", decision.reason
     return "42501", f'permission denied by wardgate rule "{decision.rule}": {decision.reason}'
 
 

@@ -61,7 +61,7 @@ __all__ = [
     "masked_column_uses",
 ]
 
-MAX_SQL_CHARS = 1 << 20
+MAX_SQL_CHARS = 16 << 20  # as classify.MAX_SQL_CHARS
 MAX_CACHED_SQL_CHARS = 16 << 10
 MEMO_SIZE = 1024  # analyses memoised per catalog (per session)
 _DML = frozenset(("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"))

@@ -155,10 +155,11 @@ _MAX_WALK = 4096
 class TypeRegistry:
     """Builtin types plus the user types learned from one target database's catalog."""
 
-    __slots__ = ("_user",)
+    __slots__ = ("_generation", "_user")
 
     def __init__(self, types: Mapping[int, TypeDesc] | None = None) -> None:
         self._user: dict[int, TypeDesc] = {}
+        self._generation = 0
         for oid, desc in (types or {}).items():
             self.add(oid, desc)
 
@@ -177,6 +178,18 @@ class TypeRegistry:
             # A hostile catalog cannot grow the gateway without bound: forget and relearn.
             self._user.clear()
         self._user[oid] = desc
+
+    @property
+    def generation(self) -> int:
+        """Changes each time user types are forgotten: what was looked up must be again."""
+        return self._generation
+
+    def forget_user_types(self) -> None:
+        """After DDL (ALTER TYPE, ALTER TABLE ... ADD COLUMN), or when they are old: a composite
+        whose fields changed would otherwise be NULLed against its old description."""
+        if self._user:
+            self._user.clear()
+        self._generation += 1
 
     def add_all(self, descs: Mapping[int, TypeDesc]) -> None:
         for oid, desc in descs.items():

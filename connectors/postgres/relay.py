@@ -258,6 +258,8 @@ class Relay:
                 return End("client terminated" if self.layer.terminated else "target closed")
             # A long query streaming results is not an idle session.
             self._last_client_activity = trio.current_time()
+            if self.catalog is not None:
+                self.catalog.expire_types(trio.current_time())
             step = self.layer.server_data(data)
             while step.need_types and step.end is None:
                 if step.data:

@@ -168,9 +168,11 @@ class LayerState:
         self.guard = ColumnGuard(catalog if catalog is not None else CatalogCache(),
                                  masker.column_is_masked,
                                  active=catalog is not None and bool(masker.column_globs),
+                                 typed=catalog is not None,
                                  clock=clock)
         self.types = types
-        self._types_asked: set[int] = set()  # OIDs looked up once: never asked again
+        self._types_asked: set[int] = set()  # OIDs looked up once: not asked again...
+        self._types_generation = types.generation if types is not None else 0  # ...until then
         self._server_waiting: tuple[bytes, bytes, bytes] | None = None  # needs its types
         self._catalog_failure: str | None = None
         self.client_decoder = client_decoder

@@ -87,6 +87,9 @@ class ServerSide(LayerState):
     def _unknown_types(self, framed: tuple[bytes, bytes, bytes]) -> tuple[int, ...]:
         if self.types is None or framed[0] != b"T":
             return ()
+        if self.types.generation != self._types_generation:
+            self._types_generation = self.types.generation
+            self._types_asked.clear()
         rd = _row_description(*framed)
         missing = self.types.missing(f.type_oid for f in rd.fields)
         missing = tuple(oid for oid in missing if oid not in self._types_asked)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,13 +96,16 @@ class GatewayProcess:
 
 def start_gateway(root: Path, pg: object, *, extra_toml: str = "", rules: str = DEFAULT_RULES,
                   listener_tls: str = "required",
-                  preexec_fn: Callable[[], None] | None = None) -> GatewayProcess:
+                  preexec_fn: Callable[[], None] | None = None,
+                  masking_columns: list[str] | None = None) -> GatewayProcess:
     """Start ``wardgate serve`` with targets on the private cluster ``pg`` (a PgCluster)."""
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "conf.d"
     conf.mkdir(exist_ok=True)
     port = free_port()
     p = pg  # PgCluster
+    columns = json.dumps(["*password*", "*secret*", "*ssn*"] if masking_columns is None
+                         else masking_columns)
     (conf / "10-gateway.toml").write_text(textwrap.dedent(f"""
         [gateway]
         data_dir = "var"
@@ -144,7 +148,7 @@ def start_gateway(root: Path, pg: object, *, extra_toml: str = "", rules: str = 
 
         [masking]
         detectors = ["credit_card", "us_ssn", "email", "iban", "secrets"]
-        columns = ["*password*", "*secret*", "*ssn*"]
+        columns = {columns}
         """))
     (conf / "50-rules.toml").write_text(rules)
     if extra_toml:

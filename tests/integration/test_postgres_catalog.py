@@ -1,0 +1,110 @@
+"""The gateway's own catalog connection: user types and relations it reads for masking, kept fresh
+and never holding a database open when nobody works there."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.support.gateway import GatewayProcess, start_gateway
+from tests.support.pgcluster import PgCluster
+
+
+def bench(gateway: GatewayProcess) -> str:
+    return gateway.dsn(token=gateway.token("dora", groups="bench"), user="dora")
+
+
+def catalog_connections(pg_cluster: PgCluster) -> int:
+    return int(pg_cluster.sql(
+        "select count(*) from pg_stat_activity where application_name = 'wardgate catalog'"))
+
+
+def test_the_catalog_connection_closes_with_the_last_session(
+    gateway: GatewayProcess, pg_cluster: PgCluster
+) -> None:
+    with psycopg.connect(bench(gateway), autocommit=True) as conn:
+        assert conn.execute("select ssn from customers where id = 4").fetchone() == ("****",)
+        assert catalog_connections(pg_cluster) == 1
+    deadline = time.monotonic() + 10
+    while catalog_connections(pg_cluster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert catalog_connections(pg_cluster) == 0  # DROP DATABASE and maintenance can proceed
+
+
+def test_a_composite_changed_through_the_gateway_is_described_again(
+    gateway: GatewayProcess, pg_cluster: PgCluster
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    pg_cluster.sql(f"grant create on schema public to {pg_cluster.reader_user}")
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+
+    async def main() -> tuple[object, object]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=gateway.port, user="dora",
+                                     password=gateway.token("dora", groups="bench"),
+                                     database="pg-app", ssl=ctx)
+        try:
+            await conn.execute("create type cat_pair as (a int, b text)")
+            await conn.execute("create table cat_t (p cat_pair)")
+            await conn.execute("insert into cat_t values (row(1, 'x'))")
+            before = await conn.fetchval("select p from cat_t")  # binary: the type is read
+            await conn.execute("alter type cat_pair add attribute c text")
+            await conn.reload_schema_state()
+            after = await conn.fetchval("select p from cat_t")
+            return before, after
+        finally:
+            await conn.execute("drop table if exists cat_t")
+            await conn.execute("drop type if exists cat_pair")
+            await conn.close()
+
+    try:
+        before, after = asyncio.run(main())
+    finally:
+        pg_cluster.sql(f"revoke create on schema public from {pg_cluster.reader_user}")
+    assert tuple(before) == (1, "x")  # type: ignore[arg-type]
+    assert after is not None and tuple(after) == (1, "x", None)  # type: ignore[arg-type]
+
+
+def test_a_syntax_error_is_a_syntax_error_with_masking_on(gateway: GatewayProcess) -> None:
+    with psycopg.connect(bench(gateway), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.SyntaxError):
+            conn.execute("l'acqua e' poca")
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_a_statement_inlining_a_large_value_runs_with_masking_on(gateway: GatewayProcess) -> None:
+    big = "x" * (3 * 2**20)
+    with psycopg.connect(bench(gateway), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)  # parameters inlined into the SQL text, as psycopg2 does
+        cur.execute("select length(%s)", (big,))
+        assert cur.fetchone() == (len(big),)
+
+
+@pytest.fixture(scope="module")
+def detectors_only(pg_cluster: PgCluster,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway that masks by detectors only (no column globs)."""
+    gw = start_gateway(tmp_path_factory.mktemp("detectors-only"), pg_cluster,
+                       masking_columns=[])
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def test_binary_copy_is_typed_without_column_globs(detectors_only: GatewayProcess) -> None:
+    with psycopg.connect(bench(detectors_only), autocommit=True) as conn:
+        with conn.cursor().copy("copy (select id, name, card_number from customers order by id) "
+                                "to stdout (format binary)") as copy:
+            copy.set_types(["int4", "text", "text"])
+            rows = list(copy.rows())
+    assert [r[0] for r in rows] == [1, 2, 3, 4]  # integers are read as integers, not NULLed
+    assert rows[0][1] == "Ada Lovelace"
+    assert all(r[2].startswith("****-") for r in rows)
