@@ -225,6 +225,25 @@ def test_other_sessions_statements_are_not_readable(gateway: GatewayProcess) -> 
     assert marker not in str(rows), rows
 
 
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_every_text_field_of_a_notice_is_masked(gateway: GatewayProcess) -> None:
+    """layer._masked_fields masks M, D, H, W and q only; RAISE ... USING SCHEMA/TABLE/COLUMN/
+    DATATYPE/CONSTRAINT puts any text in s, t, c, d, n, which reach the client unmasked, not
+    even scanned by detectors (a card number comes through whole)."""
+    conn = login(gateway.port, bench(gateway))
+    try:
+        conn.send(Query(
+            "CREATE FUNCTION pg_temp.rt_raise() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE NOTICE 'x' USING COLUMN = (SELECT card_number FROM customers WHERE id = 1), "
+            "SCHEMA = (SELECT ssn FROM customers WHERE id = 4); RETURN 1; END $$").encode())
+        until_ready(conn)
+        conn.send(Query("SELECT pg_temp.rt_raise()").encode())
+        text = str([getattr(m, "fields", None) for m in until_ready(conn)])
+    finally:
+        conn.close()
+    assert "4111111111111111" not in text and SSN not in text, text
+
+
 # -- 4. fail-closed ParameterStatus checks -------------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason=REDTEAM)
