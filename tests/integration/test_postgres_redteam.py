@@ -1,0 +1,274 @@
+"""REDTEAM findings against the PostgreSQL connector, one regression test per bypass.
+
+Every test here reproduces a bypass found by the red team (branch ``redteam``) against the real
+gateway and a real cluster, and asserts the safe behaviour. They are marked
+``xfail(strict=True)`` while the bypass is open: a fix makes one XPASS, which fails the run, so
+whoever fixes it removes the marker and the test guards the fix from then on.
+
+The gateway masks ``*ssn*``, ``*secret*`` and ``*password*`` (tests/support/gateway.py). Row 4's
+SSN (987-65-4320) is one no detector recognises, so only lineage can hide it, and the table
+``rt_vault`` made here holds values no detector recognises either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from connectors.postgres.messages import Bind, Execute, Parse, Query, Sync
+from tests.support.gateway import GatewayProcess
+from tests.support.pgcluster import PgCluster
+from tests.support.rawpg import RawConnection, login
+
+SSN = "987-65-4320"  # customers.ssn of id 4: no detector masks it
+NOTE = "the-eagle-lands-at-noon"  # rt_vault.secret_note of id 1: no detector masks it
+PASSWORD = "hunter2-zebra"  # rt_vault.login_password of id 1
+
+REDTEAM = "REDTEAM finding (see the red-team report); remove this marker with the fix"
+
+
+@pytest.fixture(scope="module")
+def vault(pg_cluster: PgCluster) -> Iterator[None]:
+    """A table of the tests' own with masked columns and a NOT NULL one, readable and writable
+    by the target user; the rows are put back before every test that changes them."""
+    reader = pg_cluster.reader_user
+    pg_cluster.sql_script(f"""
+        CREATE TABLE public.rt_vault (id int PRIMARY KEY, owner text NOT NULL,
+                                      secret_note text, login_password text);
+        CREATE TABLE public.rt_events (id int, detail text);
+        INSERT INTO public.rt_events VALUES (1, 'boring');
+        CREATE SCHEMA rt_shadow;
+        CREATE TABLE rt_shadow.rt_events (id int, api_secret text);
+        INSERT INTO rt_shadow.rt_events VALUES (1, '{NOTE}');
+        GRANT USAGE ON SCHEMA rt_shadow TO {reader};
+        GRANT SELECT ON public.rt_events, rt_shadow.rt_events TO {reader};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON public.rt_vault TO {reader};
+    """)
+    yield
+    pg_cluster.sql_script("DROP TABLE public.rt_vault; DROP TABLE public.rt_events; "
+                          "DROP SCHEMA rt_shadow CASCADE;")
+
+
+def reset_vault(pg_cluster: PgCluster) -> None:
+    pg_cluster.sql_script(
+        "DELETE FROM public.rt_vault;\n"
+        f"INSERT INTO public.rt_vault VALUES (1, 'ada', '{NOTE}', '{PASSWORD}'), "
+        "(2, 'alan', 'blue-moon-rising', 'correcthorse');"
+    )
+
+
+def vault_owners(pg_cluster: PgCluster) -> str:
+    return pg_cluster.sql_script("SELECT string_agg(id || '=' || owner, ',' ORDER BY id) "
+                                 "FROM public.rt_vault")
+
+
+def bench(gateway: GatewayProcess) -> str:
+    return gateway.token("bob", "bench")
+
+
+def until_ready(conn: RawConnection, count: int = 1) -> list[object]:
+    out: list[object] = []
+    for _ in range(count):
+        out.extend(conn.read_until_ready())
+    return out
+
+
+# -- 1. decision binding -------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_sql_prepare_run_through_the_extended_protocol_cannot_swap_a_judged_name(
+    gateway: GatewayProcess, pg_cluster: PgCluster, vault: None
+) -> None:
+    """Parse s1 "SELECT 1" is judged and tracked. DEALLOCATE s1 and PREPARE s1 AS DELETE ...,
+    each run as Parse/Bind/Execute of the unnamed statement, change what the server holds
+    under s1, but layer._execute never applies a SQL statement's name changes (only simple
+    Query does, through _sql_changes). Bind/Execute of s1 is then judged as SELECT 1 and the
+    server runs the DELETE, with no review (the recording says SELECT 1)."""
+    reset_vault(pg_cluster)
+    conn = login(gateway.port, gateway.token())
+    try:
+        conn.send(Parse("s1", "SELECT 1").encode() + Sync().encode())
+        until_ready(conn)
+        conn.send(Parse("", "DEALLOCATE s1").encode() + Bind("", "").encode()
+                  + Execute("").encode() + Sync().encode())
+        until_ready(conn)
+        conn.send(Parse("", "PREPARE s1 AS DELETE FROM rt_vault WHERE id = 2").encode()
+                  + Bind("", "").encode() + Execute("").encode() + Sync().encode())
+        until_ready(conn)
+        conn.send(Bind("p", "s1").encode() + Execute("p").encode() + Sync().encode())
+        until_ready(conn)
+    finally:
+        conn.close()
+    assert "2=alan" in vault_owners(pg_cluster), "a DELETE ran without review"
+
+
+# -- 2. classification ---------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_insert_on_conflict_do_update_is_judged_as_an_update(
+    gateway: GatewayProcess, pg_cluster: PgCluster, vault: None
+) -> None:
+    """classify._insert_merge gives ``INSERT ... ON CONFLICT DO UPDATE`` the kind insert only:
+    the agents' "insert" rule allows it and the review on update never applies."""
+    reset_vault(pg_cluster)
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO rt_vault (id, owner) VALUES (2, 'x') "
+                         "ON CONFLICT (id) DO UPDATE SET owner = 'changed'")
+    assert "2=alan" in vault_owners(pg_cluster)
+
+
+# -- 3. masking ----------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+@pytest.mark.parametrize("sql", [
+    # An exact copy into the masked column is allowed; the NOT NULL failure shows the row.
+    "INSERT INTO customers (id, ssn) SELECT NULL, ssn FROM customers WHERE id = 4",
+    "INSERT INTO rt_vault (id, owner, secret_note) SELECT id + 100, NULL, secret_note "
+    "FROM rt_vault WHERE id = 1",
+    # The same without an INSERT of masked values: the updated row is shown whole.
+    "INSERT INTO rt_vault (id, owner) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET owner = NULL",
+])
+def test_constraint_errors_do_not_show_masked_values(
+    gateway: GatewayProcess, pg_cluster: PgCluster, vault: None, sql: str
+) -> None:
+    """"Failing row contains (...)" (23502/23514) carries every column of the row; error
+    DETAIL is masked by detectors only (layer._masked_fields), so listed columns show."""
+    reset_vault(pg_cluster)
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(sql)
+    text = str(caught.value) + str(caught.value.diag.message_detail)
+    assert SSN not in text and NOTE not in text, text
+
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+@pytest.mark.parametrize("setup, read", [
+    ("CREATE TEMP TABLE rt_t AS SELECT * FROM customers WHERE id = 4", "SELECT * FROM rt_t"),
+    ("CREATE TEMP TABLE rt_t AS SELECT * FROM customers WHERE id = 4", "SELECT rt_t FROM rt_t"),
+    ("CREATE TEMP VIEW rt_v AS SELECT ssn AS tax_id FROM customers WHERE id = 4",
+     "SELECT tax_id FROM rt_v"),
+    ("CREATE TEMP VIEW rt_v AS SELECT upper(ssn) AS u FROM customers WHERE id = 4",
+     "SELECT * FROM rt_v"),
+])
+def test_temporary_relations_over_masked_columns_stay_masked(
+    gateway: GatewayProcess, setup: str, read: str
+) -> None:
+    """The catalog connection cannot see a session's temp objects and lineage_query calls a
+    relation it cannot see clean (missing_is_clean): a temp copy (or a temp view, whose body
+    is never judged as a read) shows masked columns, and computations on them, in clear."""
+    with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as conn:
+        conn.execute(setup)
+        try:
+            rows = conn.execute(read).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            return
+    assert SSN not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_a_cursor_name_the_server_dropped_is_not_trusted_again(
+    gateway: GatewayProcess, vault: None, pg_cluster: PgCluster
+) -> None:
+    """A WITH HOLD cursor declared in a transaction that rolls back is gone from the server,
+    but tracking.block_answered keeps holdable portals. A function that opens a refcursor under
+    the same name is then FETCHed as the old, clean query: computed masked values come back."""
+    reset_vault(pg_cluster)
+    with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("DECLARE c CURSOR WITH HOLD FOR SELECT 1 AS n, 'x' AS m")
+        conn.execute("ROLLBACK")
+        conn.execute("""CREATE FUNCTION pg_temp.rt_open() RETURNS refcursor LANGUAGE plpgsql
+            AS $$ DECLARE r refcursor := 'c'; BEGIN
+            OPEN r FOR SELECT id, upper(secret_note) FROM rt_vault; RETURN r; END $$""")
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_temp.rt_open()")
+        try:
+            rows = conn.execute("FETCH ALL c").fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            return
+    assert NOTE.upper() not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_a_schema_put_ahead_in_search_path_cannot_swap_a_table(
+    gateway: GatewayProcess, vault: None
+) -> None:
+    """The shared catalog resolves unqualified names with the target user's default
+    search_path; after the agent's (allowed) SET search_path the server reads another schema's
+    table of the same name, and the masks of the default one are applied."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("SET search_path = rt_shadow, public")
+        try:
+            rows = conn.execute("SELECT id, upper(e::text) FROM rt_events e").fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            return
+    assert NOTE.upper() not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_other_sessions_statements_are_not_readable(gateway: GatewayProcess) -> None:
+    """Every session reaches the target as the same user, so pg_stat_activity.query (and
+    pg_stat_get_backend_activity, a "pure" pg_stat_get_ function) shows other identities'
+    statement text; only detectors mask it."""
+    marker = "rt-marker-zq-7781"
+    with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as other:
+        other.execute(f"SELECT '{marker}' AS note")
+        with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+            try:
+                rows = conn.execute("SELECT query FROM pg_stat_activity").fetchall()
+            except psycopg.errors.InsufficientPrivilege:
+                return
+    assert marker not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_every_text_field_of_a_notice_is_masked(gateway: GatewayProcess) -> None:
+    """layer._masked_fields masks M, D, H, W and q only; RAISE ... USING SCHEMA/TABLE/COLUMN/
+    DATATYPE/CONSTRAINT puts any text in s, t, c, d, n, which reach the client unmasked, not
+    even scanned by detectors (a card number comes through whole)."""
+    conn = login(gateway.port, bench(gateway))
+    try:
+        conn.send(Query(
+            "CREATE FUNCTION pg_temp.rt_raise() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE NOTICE 'x' USING COLUMN = (SELECT card_number FROM customers WHERE id = 1), "
+            "SCHEMA = (SELECT ssn FROM customers WHERE id = 4); RETURN 1; END $$").encode())
+        until_ready(conn)
+        conn.send(Query("SELECT pg_temp.rt_raise()").encode())
+        text = str([getattr(m, "fields", None) for m in until_ready(conn)])
+    finally:
+        conn.close()
+    assert "4111111111111111" not in text and SSN not in text, text
+
+
+# -- 4. fail-closed ParameterStatus checks -------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=REDTEAM)
+def test_a_statement_pipelined_after_a_lexer_change_never_runs(
+    gateway: GatewayProcess, pg_cluster: PgCluster, vault: None
+) -> None:
+    """The server reports standard_conforming_strings only before ReadyForQuery. A Query
+    pipelined after the one that turned it off is already forwarded when the gateway sees the
+    ParameterStatus and ends the session: the server reads it with backslash escapes and runs
+    an INSERT the gateway judged to be part of a string literal (a masked value copied into an
+    unmasked column, which wardgate.masking refuses when it can see it)."""
+    reset_vault(pg_cluster)
+    conn = login(gateway.port, bench(gateway))
+    try:
+        conn.send(Query("CREATE FUNCTION pg_temp.rt_scs() RETURNS text LANGUAGE sql AS "
+                        "$$ SELECT set_config('standard_conforming_strings', 'off', false) $$"
+                        ).encode())
+        until_ready(conn)
+        hidden = ("SELECT 'a\\' AS x, $$' ; INSERT INTO rt_vault (id, owner) "
+                  "SELECT 1000 + id, secret_note FROM rt_vault; -- $$")
+        conn.send(Query("SELECT pg_temp.rt_scs()").encode() + Query(hidden).encode())
+        while conn.read_message() is not None:
+            pass
+    finally:
+        conn.close()
+    time.sleep(0.5)
+    assert NOTE not in vault_owners(pg_cluster), "an unjudged statement ran"
+
