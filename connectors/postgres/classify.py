@@ -322,6 +322,11 @@ def _walk(ntype: str, root: Node, facts: _Facts, deferred: int = _NOW) -> None:
             if "schemaname" in node or not _is_cte(relname, ctes):
                 parts = [node[k] for k in ("catalogname", "schemaname") if k in node]
                 facts.objects.add(functions.qualified_name([*parts, relname]))
+                if relname in functions.OTHER_SESSIONS_RELATIONS and not deferred:
+                    # Every session reaches the target as one database user: these show the
+                    # statements of every other identity's sessions.
+                    facts.effect("reads_other_sessions", _ADM,
+                                 f"{relname} shows other sessions' statements")
             continue
         if ntype == "FuncCall":
             _function_call(node, deferred, facts)
@@ -336,7 +341,7 @@ def _walk(ntype: str, root: Node, facts: _Facts, deferred: int = _NOW) -> None:
         elif ntype in _NESTED_KINDS and node is not root and deferred != _PLANNED:
             # A data-modifying statement inside another (WITH d AS (DELETE ...), a rule's
             # actions, a BEGIN ATOMIC body) is that statement too: rules on its kind apply.
-            facts.add([_NESTED_KINDS[ntype]], _W)
+            facts.add([_NESTED_KINDS[ntype], *_actions(node)], _W)
             facts.flags.add("writable_cte" if not deferred else "stored_dml")
             if ntype in ("UpdateStmt", "DeleteStmt") and "whereClause" not in node:
                 facts.flags.add("no_where")
@@ -461,10 +466,27 @@ def _update_delete(ntype: str, node: Node, facts: _Facts) -> None:
 
 
 def _insert_merge(ntype: str, node: Node, facts: _Facts) -> None:
-    facts.add([ntype.removesuffix("Stmt").lower()], _W)
+    facts.add([ntype.removesuffix("Stmt").lower(), *_actions(node)], _W)
     if _targets_pg_settings(node):
         _settings_table_write(facts)
     _walk(ntype, node, facts)
+
+
+_MERGE_ACTIONS = {"CMD_UPDATE": "update", "CMD_DELETE": "delete", "CMD_INSERT": "insert"}
+
+
+def _actions(node: Node) -> tuple[str, ...]:
+    """What an INSERT or MERGE also does to existing rows: ``INSERT ... ON CONFLICT DO UPDATE``
+    updates, ``MERGE ... WHEN MATCHED THEN DELETE`` deletes; rules on those kinds apply."""
+    found: list[str] = []
+    conflict = node.get("onConflictClause")
+    if isinstance(conflict, dict) and conflict.get("action") == "ONCONFLICT_UPDATE":
+        found.append("update")
+    for clause in node.get("mergeWhenClauses") or ():
+        action = _MERGE_ACTIONS.get(str((clause.get("MergeWhenClause") or {}).get("commandType")))
+        if action is not None:
+            found.append(action)
+    return tuple(found)
 
 
 def _targets_pg_settings(node: Node) -> bool:

@@ -46,6 +46,7 @@ from .relaystate import (
     _NOT_RECALLED,
     _P,
     _QUERY_DROPS,
+    _RUNS,
     _S,
     AMBIGUOUS_RULE,
     DENIED_PLACEHOLDER,
@@ -88,7 +89,8 @@ class ClientSide(LayerState):
                 verdict = self._from_client(*framed, out)
                 if verdict is STALL:
                     self._waiting = framed
-                    return Step(b"".join(out), stall=True)
+                    return Step(b"".join(out), stall=True,
+                                stalled_at=self.tracker.answered_blocks)
                 if isinstance(verdict, NeedRelations):
                     self._waiting = framed
                     return Step(b"".join(out), need=verdict)
@@ -122,6 +124,26 @@ class ClientSide(LayerState):
 
     def _from_client(self, tag: bytes, body: bytes, raw: bytes, out: list[bytes]) -> Any:
         """One client message: append what to forward; STALL, a Hold, or a string (the end)."""
+        if self._barrier is not None and tag in _RUNS:
+            barrier = self._barrier
+            if not self.tracker.is_waiting(barrier):
+                self._barrier = None
+            elif self.tracker.will_be_answered(barrier):
+                # Code the gateway cannot see just ran; what it changed (a setting such as
+                # standard_conforming_strings, a prepared name) is known once its block is
+                # answered: nothing runs after it until then.
+                return STALL
+            else:
+                refusal = ("0A000", ("a statement after one that runs code wardgate cannot see "
+                           "(a user function, DO, CALL) must wait for a Sync"))
+                self._refuse_name(refusal)
+                if tag == b"Q":
+                    self.tracker.push(Request(Kind.QUERY, denial=refusal,
+                                              changes=list(_QUERY_DROPS)))
+                    out.append(Query(DENIED_PLACEHOLDER).encode())
+                else:
+                    self._placeholder(Request(Kind.EXECUTE, denial=refusal), out)
+                return None
         if not self.edge.inbound.is_noop and tag in _CONVERTED_IN:
             converted = self._to_utf8(tag, raw, out)
             if converted is None:
@@ -155,9 +177,12 @@ class ClientSide(LayerState):
                                       changes=[Change(namespace, close.name, REMOVED)]))
             out.append(raw)
         elif tag == b"S":
-            self.tracker.push(Request(Kind.SYNC))
+            if not self.copy_in_active:  # during COPY FROM STDIN the server ignores a Sync
+                self.tracker.push(Request(Kind.SYNC))
             out.append(raw)
         elif tag in (b"H", b"d", b"c", b"f"):  # Flush, CopyData, CopyDone, CopyFail
+            if tag in (b"c", b"f"):
+                self.copy_in_active = False
             if raw:
                 out.append(raw)
         elif tag == b"X":
@@ -388,6 +413,9 @@ class ClientSide(LayerState):
     def _push_forwarded(self, request: Request) -> None:
         """Push a request that is forwarded as it is: an encoding it switches to applies to
         the client's very next message (the server reads that one in the new encoding)."""
+        if any(Category.UNKNOWN in c.categories for c in request.statements):
+            request.hidden_code = True
+            self._barrier = request
         self.tracker.push(request)
         if request.encoding_change is not None:
             self.edge.switch_inbound(request.encoding_change)
@@ -528,7 +556,7 @@ class ClientSide(LayerState):
         formats = found.bind.result_formats if found.bind is not None else ()
         request = Request(Kind.EXECUTE, execute.portal, portal=found, result_formats=formats,
                           encoding_change=statement.encoding_change, changes=changes,
-                          lineages=(lineage,))
+                          lineages=(lineage,), statements=commands)
         placeholder = Request(Kind.EXECUTE, execute.portal)
         prelude = self._describe_first(found, execute.portal)
         if decision.action is Action.REVIEW:

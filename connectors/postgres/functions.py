@@ -106,6 +106,9 @@ SIDE_EFFECTS: dict[str, FunctionEffect] = {
     "pg_read_file_old": _SERVER_FILE,
     "pg_read_binary_file": _SERVER_FILE,
     "pg_stat_file": _SERVER_FILE,
+    # Other sessions' statement text: every session is the gateway's one database user.
+    "pg_stat_get_activity": _effect(_A, what="shows other sessions' statements"),
+    "pg_stat_statements": _effect(_A, what="shows other sessions' statements"),
     "pg_current_logfile": _SERVER_FILE,
     "pg_logdir_ls": _SERVER_FILE,
     # Large objects.
@@ -313,6 +316,9 @@ PURE_FUNCTIONS: frozenset[str] = _names(
     pg_timezone_abbrevs pg_available_extensions pg_available_extension_versions
     """
 )
+#: Views showing what other sessions run (pg_stat_statements is an extension's).
+OTHER_SESSIONS_RELATIONS = frozenset(("pg_stat_activity", "pg_stat_statements"))
+
 # information_schema's helper functions (used by its views and by JDBC/ODBC metadata calls):
 # they compute from catalog rows. information_schema belongs to the bootstrap superuser, so no
 # agent can put a function of its own there.
@@ -450,7 +456,8 @@ def setting_effect(name: str, value: str | None) -> FunctionEffect | None:
     name = name.lower()
     if name in _ROLE_SETTINGS:
         # Back to the login identity (RESET ROLE, SET ROLE NONE, ... DEFAULT) widens nothing.
-        back = value is None or (name == "role" and value.lower() == "none")
+        # PostgreSQL compares with "none" exactly: SET ROLE 'NONE' names a role called NONE.
+        back = value is None or (name == "role" and value == "none")
         return None if back else _ROLE
     if name == "search_path":
         return _SEARCH_PATH  # a user schema ahead of pg_catalog can shadow builtins

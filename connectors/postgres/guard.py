@@ -48,14 +48,20 @@ class SessionCatalog:
 
     def __init__(self, shared: Catalog) -> None:
         self.shared = shared
-        #: A relation the catalog connection cannot see is the session's own (see
-        #: lineage_query): clean, until the session changes its search_path.
-        self.missing_is_clean = True
+        #: The session changed its search_path: unqualified names may not mean what the
+        #: catalog connection resolves them to (relations are opaque, functions the agent's).
+        self.search_path_changed = False
 
     @property
     def memo(self) -> Any:
         # Analyses are shared between sessions that read the catalog the same way.
-        return getattr(self.shared, "memo", None) if self.missing_is_clean else None
+        return None if self.search_path_changed else getattr(self.shared, "memo", None)
+
+    def resolves_to_builtin(self, kind: str, name: str) -> bool | None:
+        if self.search_path_changed:
+            return False
+        found: bool | None = self.shared.resolves_to_builtin(kind, name)
+        return found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.shared, name)
@@ -106,9 +112,10 @@ class ColumnGuard:
         return self._verdict(found, sql)
 
     def search_path_changed(self) -> None:
-        """Names may now resolve to relations the catalog connection does not resolve them
-        to: what it cannot find is opaque (masked) for the rest of the session."""
-        self.catalog.missing_is_clean = False
+        """Names may now resolve to objects the catalog connection does not resolve them to:
+        for the rest of the session unqualified relations are opaque (masked) and unqualified
+        functions, operators and types are taken for the agent's own."""
+        self.catalog.search_path_changed = True
 
     def catalog_changed(self) -> None:
         """A statement that changes what names mean is forwarded: read the catalog again."""

@@ -99,12 +99,14 @@ class Run(Analyser):
             self.need[RelationName(schema, name)] = None
             return Rel([], True, NONE), None
         if found is NOT_FOUND or not isinstance(found, Relation):
-            # Created later in the same message, or the session's own (a temp table, DDL not
-            # committed): the catalog cannot see it. Rows reach such a relation only through
-            # statements this analysis judges (a copy of a masked column is a violation), so a
-            # catalog may call it clean; under a changed search_path the name could be anything.
-            clean = getattr(self.catalog, "missing_is_clean", False)
-            return Rel([], True, NONE if clean else OPAQUE), None
+            # Created later in the same message, or the session's own (a temp table or view,
+            # DDL not committed): the catalog cannot see it, and it may hold copies of masked
+            # columns (CREATE TEMP TABLE t AS SELECT * FROM customers): opaque, masked whole.
+            return Rel([], True, OPAQUE), None
+        if schema is None and getattr(self.catalog, "search_path_changed", False):
+            # The session put other schemas ahead: the catalog connection's answer for an
+            # unqualified name may not be the table the session reads.
+            return Rel([], True, OPAQUE), None
         if found.schema == "pg_catalog" and found.name in STATISTICS_RELATIONS:
             why = f"{found.qualified} shows sample values of every column, masked ones too"
             self.unknown[why + self.where] = None

@@ -17,6 +17,7 @@ import trio
 from gateway.errors import ProtocolError
 from gateway.model import Action, Decision
 from gateway.session import Session
+from gateway.tls import TLSError
 
 from .catalog_client import CatalogUnavailable, TargetCatalog
 from .codec import BackendDecoder, FrontendDecoder
@@ -82,10 +83,16 @@ class Relay:
                 nursery.cancel_scope.cancel()
 
             async def client_side() -> None:
-                finish(await self._client_to_server())
+                try:
+                    finish(await self._client_to_server())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, TLSError):
+                    finish(End("connection lost (reset or closed mid-message)"))
 
             async def server_side() -> None:
-                finish(await self._server_to_client())
+                try:
+                    finish(await self._server_to_client())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, TLSError):
+                    finish(End("connection lost (reset or closed mid-message)"))
 
             async def idle_watch() -> None:
                 finish(await self._idle_watchdog())
@@ -102,7 +109,7 @@ class Relay:
             with trio.move_on_after(5):
                 try:
                     await self.client.send_all(final)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, TLSError):
                     pass
         return end.reason
 
@@ -159,9 +166,9 @@ class Relay:
                 step = self.layer.client_data()
                 continue
             if step.stall:
-                # An unanswered earlier block may change what a name holds: wait for it.
-                seen = self.layer.answered_blocks
-                while self.layer.answered_blocks == seen:
+                # An unanswered earlier block may change what a name holds: wait for it (it may
+                # have been answered while the bytes before the stall were being sent).
+                while self.layer.answered_blocks == step.stalled_at:
                     await self._progress.wait()
                 step = self.layer.client_data()
                 continue
@@ -225,8 +232,8 @@ class Relay:
         if step.end is not None:
             return step
         more = self.layer.client_data()
-        return Step(step.data + more.data, hold=more.hold, stall=more.stall, need=more.need,
-                    end=more.end)
+        return Step(step.data + more.data, hold=more.hold, stall=more.stall,
+                    stalled_at=more.stalled_at, need=more.need, end=more.end)
 
     async def _load_catalog(self, need: NeedRelations) -> None:
         if self.catalog is None:

@@ -55,6 +55,8 @@ _S, _P = Namespace.STATEMENT, Namespace.PORTAL
 #: A simple Query destroys the unnamed statement and the unnamed portal (protocol docs, 55.2.3).
 _QUERY_DROPS = (Change(_S, "", REMOVED), Change(_P, "", REMOVED))
 _MULTI_STATEMENT_PARSE = ("42601", "cannot insert multiple commands into a prepared statement")
+#: Client messages that make the server run something.
+_RUNS = frozenset((b"Q", b"E", b"F"))
 #: Client messages whose text is in the client encoding.
 _CONVERTED_IN = frozenset((b"Q", b"P", b"B", b"D", b"C", b"E", b"d", b"c", b"f"))
 _EXTENDED_KINDS = {b"P": Kind.PARSE, b"B": Kind.BIND, b"D": Kind.DESCRIBE_PORTAL,
@@ -122,7 +124,8 @@ class Step:
 
     data: bytes = b""
     hold: Hold | None = None  # client side: ask people, then call decided()
-    stall: bool = False  # client side: wait until answered_blocks grows, then call again
+    stall: bool = False  # client side: wait until answered_blocks passes stalled_at, call again
+    stalled_at: int = 0  # answered_blocks when it stalled (replies may arrive meanwhile)
     need: NeedRelations | None = None  # client side: load these into the catalog, call again
     need_types: tuple[int, ...] = ()  # server side: describe these type OIDs, call again
     end: End | None = None
@@ -175,6 +178,8 @@ class LayerState:
         self._types_generation = types.generation if types is not None else 0  # ...until then
         self._server_waiting: tuple[bytes, bytes, bytes] | None = None  # needs its types
         self._catalog_failure: str | None = None
+        self._barrier: Request | None = None  # a request running code the gateway cannot see
+        self.copy_in_active = False  # the server is in COPY FROM STDIN: it ignores Sync/Flush
         self.client_decoder = client_decoder
         self.server_decoder = server_decoder
         self.tracker = ObjectTracker()

@@ -3,6 +3,7 @@ converted for the client (see layer.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.errors import ProtocolError, RecordingError
@@ -138,6 +139,7 @@ class ServerSide(LayerState):
             tracker.commit(tracker.pop().changes)
             out.append(raw)
         elif tag == b"C":
+            self.copy_in_active = False  # (a COPY FROM STDIN completes with CommandComplete)
             tag_text = decode_backend(tag, body, raw).tag  # type: ignore[attr-defined]
             self._finish_result(head, tag_text)
             out.append(raw)
@@ -152,6 +154,8 @@ class ServerSide(LayerState):
                 raise _desync("ReadyForQuery", head)
             self.transaction_status = decode_backend(tag, body, raw).status  # type: ignore[attr-defined]
             answered = tracker.block_answered(self.transaction_status)
+            if answered.hidden_code:
+                tracker.forget_names()
             if answered.kind is Kind.QUERY:
                 self._started(answered)
                 if answered.encoding_change is not None:
@@ -195,6 +199,7 @@ class ServerSide(LayerState):
             if tag == b"c":
                 self._copy_out = None
             if tag == b"G":
+                self.copy_in_active = True
                 if head is not None and head.kind is Kind.QUERY:
                     self._started(head)
                 try:
@@ -275,6 +280,8 @@ class ServerSide(LayerState):
                 self.tracker.commit(head.changes)
                 if head.encoding_change is not None:
                     self.edge.switch_outbound(head.encoding_change)
+            if head.hidden_code:
+                self.tracker.forget_names()
         elif head is not None and head.kind is Kind.QUERY:
             self._started(head)
             if completes and head.statements_done < len(head.statement_changes):
@@ -291,11 +298,14 @@ class ServerSide(LayerState):
     def _error(self, head: Request | None, body: bytes, raw: bytes, out: list[bytes]) -> None:
         error: ErrorResponse = decode_backend(b"E", body, raw)  # type: ignore[assignment]
         self.result = None
+        self.copy_in_active = False  # an error ends COPY FROM STDIN too
         if head is not None and head.kind is Kind.QUERY:
             self._started(head)
         if head is not None and head.encoding_change is not None:
             head.encoding_change = None  # SET client_encoding failed: read the client as before
             self.edge.revert_inbound()
+        if head is not None and head.hidden_code and head.kind is not Kind.QUERY:
+            self.tracker.forget_names()  # it may have changed names before it failed
         if head is not None and head.denial is not None:
             # The placeholder failed where the denied message would have run: whatever the
             # server said about it (a syntax error, 25P02 in an aborted transaction), nothing
@@ -355,12 +365,26 @@ class ServerSide(LayerState):
         assert isinstance(msg, (ErrorResponse, NoticeResponse))
         fields = msg.fields
         changed = {}
-        for key in ("M", "D", "H", "W", "q"):
-            value = fields.get(key)
-            if value is not None:
-                masked = self.session.masker.mask_text(value)
-                if masked is not value:
-                    changed[key] = masked
+        mask = self.session.masker.mask_text
+        # Data and integrity errors quote the values they are about ("Failing row contains
+        # (...)", "Key (ssn)=(...)", 'invalid input syntax ...: "..."'): with listed columns
+        # there, what they quote may be one, so it is hidden whole (fail closed).
+        values_shown = self.guard.active and msg.sqlstate[:2] in _VALUE_QUOTING_CLASSES
+        # Code the gateway cannot see (a user function) may RAISE what it read from a listed
+        # column in any field: with listed columns, what such code says is hidden whole.
+        head = self.tracker.head()
+        hidden_code = self.guard.active and head is not None and head.hidden_code
+        for key, value in fields.items():
+            if key in _CODE_FIELDS or (hidden_code and key in _LOCATION_FIELDS):
+                continue
+            if hidden_code:
+                changed[key] = HIDDEN_BY_CODE
+                continue
+            masked = mask(value)  # every text field: a RAISE ... USING COLUMN = card is one
+            if values_shown and key in _VALUE_FIELDS:
+                masked = _hide_quoted_values(key, masked)
+            if masked != value:
+                changed[key] = masked
         if not changed:
             return raw
         return type(msg)({**fields, **changed}).encode()
@@ -419,3 +443,22 @@ class ServerSide(LayerState):
             return raw
         data = masked.encode("utf-8")
         return b"d" + (len(data) + 4).to_bytes(4, "big") + data
+
+
+#: ErrorResponse/NoticeResponse fields that are codes, not text (severity, SQLSTATE).
+_CODE_FIELDS = frozenset("SVC")
+#: Classes whose messages quote values: 22 data exception, 23 integrity constraint violation.
+_VALUE_QUOTING_CLASSES = frozenset(("22", "23"))
+_VALUE_FIELDS = frozenset("MDW")
+#: Where in the server's source a message comes from: file, line, routine (never data).
+_LOCATION_FIELDS = frozenset("FLR")
+HIDDEN_BY_CODE = "(hidden by wardgate: raised by code it cannot see, which may quote masked columns)"
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+HIDDEN_DETAIL = "(detail hidden by wardgate: it may show values of masked columns)"
+
+
+def _hide_quoted_values(key: str, text: str) -> str:
+    if key == "D":
+        return HIDDEN_DETAIL
+    # Messages and contexts quote identifiers too; values they quote follow ": " or "value ".
+    return re.sub(r'(:\s*|value\s+)"(?:[^"]|"")*"', r'\1"****"', text)

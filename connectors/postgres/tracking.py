@@ -136,6 +136,9 @@ class Request:
     started: bool = False  # QUERY: the server has begun it (it is not being skipped)
     payload: Any = None  # what the relay needs back with the replies (e.g. lineage)
     encoding_change: Any = None  # SET client_encoding / RESET ALL: switch the edge's replies
+    #: It runs code the gateway cannot see (a user function, DO, CALL): when it is done, no name
+    #: is trusted (that code may prepare, deallocate, open or close any of them).
+    hidden_code: bool = False
     #: QUERY: the judged statements, one per result the server sends, in order, and what each
     #: one's rows show of masked columns.
     statements: tuple[Command, ...] = ()
@@ -230,6 +233,26 @@ class ObjectTracker:
                 table.pop(change.name, None)
             else:
                 table[change.name] = change.value
+
+    def forget_names(self) -> None:
+        """Code the gateway cannot see ran: it may have prepared, deallocated, opened or closed
+        any named statement or cursor (PL/pgSQL can), so none is trusted any more. The unnamed
+        statement and portal are the protocol's alone."""
+        for table in (self.statements, self.portals):
+            unnamed = table.get("")
+            table.clear()
+            if unnamed is not None:
+                table[""] = unnamed  # type: ignore[assignment]
+
+    def is_waiting(self, request: Request) -> bool:
+        return any(r is request for r in self.requests)
+
+    def will_be_answered(self, request: Request) -> bool:
+        """Whether the server settles ``request`` without further client messages."""
+        for index, r in enumerate(self.requests):
+            if r is request:
+                return self._will_be_answered(index)
+        return True
 
     def skip_to_sync(self) -> None:
         """The server reported an error in the extended protocol: it now ignores everything up

@@ -324,8 +324,6 @@ GUI_QUERIES = [
      'SELECT t.oid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true) AS def FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %(rel)s'),
     ('dbeaver', 'sequences',
      "SELECT c.relname, pg_catalog.pg_get_serial_sequence('public.customers', 'id') AS serial FROM pg_catalog.pg_class c WHERE c.relkind = 'S' AND c.relnamespace = %(nsp)s"),
-    ('dbeaver', 'session manager',
-     'SELECT sa.pid, sa.usename, sa.application_name, sa.state, sa.query, sa.backend_start FROM pg_catalog.pg_stat_activity sa'),
     ('dbeaver', 'locks',
      'SELECT l.locktype, l.relation::regclass, l.mode, l.granted, l.pid FROM pg_catalog.pg_locks l'),
     ('dbeaver', 'table statistics',
@@ -378,10 +376,6 @@ GUI_QUERIES = [
      "SELECT nsp.oid, nsp.nspname AS name, pg_catalog.has_schema_privilege(nsp.oid, 'CREATE') AS can_create, pg_catalog.has_schema_privilege(nsp.oid, 'USAGE') AS has_usage, des.description FROM pg_catalog.pg_namespace nsp LEFT OUTER JOIN pg_catalog.pg_description des ON (des.objoid = nsp.oid AND des.classoid = 'pg_namespace'::regclass) WHERE NOT ((nspname = 'pg_catalog' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'pg_class' AND relnamespace = nsp.oid LIMIT 1)) OR (nspname = 'information_schema' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'tables' AND relnamespace = nsp.oid LIMIT 1))) ORDER BY nspname"),
     ('pgadmin', 'tables',
      "SELECT rel.oid, rel.relname AS name, (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = rel.oid AND tgisinternal = FALSE) AS triggercount, (CASE WHEN rel.relkind = 'p' THEN true ELSE false END) AS is_partitioned, (SELECT count(1) FROM pg_catalog.pg_inherits WHERE inhrelid = rel.oid LIMIT 1) AS is_inherits, des.description, pg_catalog.pg_get_userbyid(rel.relowner) AS relowner, pg_catalog.array_to_string(rel.reloptions, ',') AS reloptions, pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(rel.oid)) AS size FROM pg_catalog.pg_class rel LEFT OUTER JOIN pg_catalog.pg_description des ON (des.objoid = rel.oid AND des.objsubid = 0 AND des.classoid = 'pg_class'::regclass) WHERE rel.relkind IN ('r', 's', 't', 'p') AND rel.relnamespace = %(nsp)s AND NOT rel.relispartition ORDER BY rel.relname"),
-    ('pgadmin', 'dashboard: sessions',
-     'SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity) AS "Total", (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = \'active\') AS "Active", (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = \'idle\') AS "Idle"'),
-    ('pgadmin', 'dashboard: activity',
-     "SELECT pid, datname, usename, application_name, client_addr, pg_catalog.to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS backend_start, state, wait_event_type || ': ' || wait_event AS wait_event, pg_catalog.array_to_string(pg_catalog.pg_blocking_pids(pid), ', ') AS blocking_pids, query, backend_type, CASE WHEN state = 'active' THEN round((extract(epoch FROM now() - query_start) / 60)::numeric, 2) ELSE 0 END AS active_since FROM pg_catalog.pg_stat_activity ORDER BY pid"),
     ('pgadmin', 'dashboard: transactions',
      'SELECT sum(xact_commit) + sum(xact_rollback) AS "Transactions", sum(xact_commit) AS "Commits", sum(xact_rollback) AS "Rollbacks" FROM pg_catalog.pg_stat_database WHERE datname = current_database()'),
     ('pgadmin', 'pgagent probe',
@@ -681,3 +675,17 @@ def test_a_prepared_name_redefined_through_the_extended_protocol_keeps_its_maski
         values = [shown.get_value(row, 0) for row in range(shown.ntuples)]
         raw.exec_(b"DEALLOCATE ALL")
     assert VAULT_SECRET.encode() not in values
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT sa.pid, sa.usename, sa.state, sa.query FROM pg_catalog.pg_stat_activity sa",
+    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active'",
+    "SELECT * FROM pg_catalog.pg_stat_get_activity(NULL)",
+])
+def test_other_sessions_activity_is_not_an_agents_read(agent: str, sql: str) -> None:
+    """Every session reaches the target as the gateway's one database user, so these views
+    show the statements of every other identity: an admin read, not an agent's."""
+    with psycopg.connect(agent, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+            conn.execute(sql)
+    assert "shows other sessions' statements (category admin)" in str(denied.value)

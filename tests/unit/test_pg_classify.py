@@ -667,3 +667,20 @@ def test_information_schema_helpers_are_builtins_and_nothing_else_is(sql: str,
                                                                      unknown: bool) -> None:
     (command,) = classify(sql)
     assert (UNKNOWN in command.categories) is unknown
+
+
+@pytest.mark.parametrize(("sql", "kinds"), [
+    ("INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1", {"insert", "update"}),
+    ("INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING", {"insert"}),
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", {"merge", "delete"}),
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1 "
+     "WHEN NOT MATCHED THEN INSERT VALUES (1)", {"merge", "update", "insert"}),
+    ("WITH u AS (INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2 RETURNING 1) "
+     "SELECT * FROM u", {"select", "insert", "update"}),
+])
+def test_what_an_insert_or_merge_does_to_existing_rows_is_among_its_kinds(
+    sql: str, kinds: set[str]
+) -> None:
+    (command,) = classify(sql)
+    assert kinds <= command.kinds
+    assert ("update" in command.kinds) is ("update" in kinds)
