@@ -416,6 +416,9 @@ class ClientSide(LayerState):
         if any(Category.UNKNOWN in c.categories for c in request.statements):
             request.hidden_code = True
             self._barrier = request
+            # It may create temporary tables and types or change the search path unseen:
+            # from now on unqualified names may not mean what the catalog connection says.
+            self.guard.search_path_changed()
         self.tracker.push(request)
         if request.encoding_change is not None:
             self.edge.switch_inbound(request.encoding_change)

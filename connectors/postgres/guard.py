@@ -51,14 +51,30 @@ class SessionCatalog:
         #: The session changed its search_path: unqualified names may not mean what the
         #: catalog connection resolves them to (relations are opaque, functions the agent's).
         self.search_path_changed = False
+        #: Names the session may have made in its own pg_temp schema, which PostgreSQL searches
+        #: first for relations and types and the catalog connection cannot see: such a relation
+        #: is opaque (masked whole), such a type the agent's own.
+        self.temp_relations: set[str] = set()
+        self.temp_types: set[str] = set()
 
     @property
     def memo(self) -> Any:
         # Analyses are shared between sessions that read the catalog the same way.
-        return None if self.search_path_changed else getattr(self.shared, "memo", None)
+        if self.search_path_changed or self.temp_relations or self.temp_types:
+            return None
+        return getattr(self.shared, "memo", None)
+
+    def note_temp_objects(self, created: Sequence[tuple[str, str]]) -> None:
+        for kind, name in created:
+            (self.temp_relations if kind == "relation" else self.temp_types).add(name)
+
+    def relation(self, schema: str | None, name: str) -> Any:
+        if schema == "pg_temp" or (schema is None and name in self.temp_relations):
+            return Missing.NOT_FOUND  # the session's own: opaque
+        return self.shared.relation(schema, name)
 
     def resolves_to_builtin(self, kind: str, name: str) -> bool | None:
-        if self.search_path_changed:
+        if self.search_path_changed or (kind == "type" and name in self.temp_types):
             return False
         found: bool | None = self.shared.resolves_to_builtin(kind, name)
         return found
@@ -130,6 +146,9 @@ class ColumnGuard:
 
     def _verdict(self, analysis: Analysis, sql: str) -> Verdict:
         for lineage in analysis.statements:
+            # Noted whether or not the statement runs: a name wrongly taken for temporary
+            # only masks more.
+            self.catalog.note_temp_objects(lineage.temp_objects)
             if lineage.unknown == (_UNPARSEABLE,):
                 # The server would refuse it as a syntax error too (the parser is PostgreSQL's
                 # own), unless it is newer syntax than libpg_query knows: never run it unseen.

@@ -48,7 +48,7 @@ from .lineage_model import (
     words,
 )
 from .lineage_query import Run
-from .lineage_write import Statement, copy_into, ddl, dml
+from .lineage_write import Statement, copy_into, ddl, dml, temp_objects
 
 __all__ = [
     "Analysis",
@@ -117,6 +117,8 @@ class StatementLineage:
     #: Whether columns beyond ``outputs`` (open-ended, or a wider RowDescription) are masked:
     #: only not when they come from a relation a clean catalog does not describe.
     rest_masked: bool = True
+    #: What it may create in the session's pg_temp: ("relation" | "type", name).
+    temp_objects: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -232,11 +234,14 @@ def _statement(run: Run, ntype: str, node: Node) -> StatementLineage:
         return _result(run, _copy(run, node))
     if ntype == "ExplainStmt":
         plan = Rel([("QUERY PLAN", NONE)])
-        if not _explain_analyze(node.get("options")):
-            return _result(run, plan)  # only planned: no row is read
+        runs = _explain_analyze(node.get("options"))
+        # Only planned, no row is read; but the planner's row estimates come from the column
+        # statistics (most common values, histogram bounds: real values), so a filter on a
+        # masked column is as much a probe planned as run: the inner statement is judged.
         inner = _statement(run, *unwrap(node.get("query")))
         return replace(inner, outputs=_outputs(plan), open_ended=False, defines=None,
-                       inner=None, recalls=None)  # fmt: skip
+                       inner=None, recalls=None, rest_masked=True,
+                       changes_catalog=inner.changes_catalog and runs)  # fmt: skip
     if ntype in ("DeclareCursorStmt", "PrepareStmt"):
         inner = _statement(run, *unwrap(node.get("query")))
         name = node.get("portalname") if ntype == "DeclareCursorStmt" else node.get("name")
@@ -323,6 +328,9 @@ def _analyze_tree(tree: Mapping[str, Any], catalog: Catalog,
             # An unforeseen tree shape: fail closed, never escape.
             lineage = StatementLineage(None, unknown=("statement could not be analysed",),
                                        changes_catalog=True)  # fmt: skip
+        created = temp_objects(ntype, node, getattr(catalog, "temp_relations", ()))
+        if created:
+            lineage = replace(lineage, temp_objects=created)
         need.update(run.need)
         need_settings = need_settings or run.need_settings
         if tainted is not None and run.relations:

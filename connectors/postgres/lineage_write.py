@@ -13,7 +13,7 @@ publish sample values; renaming a masked column to a name no glob matches unmask
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from . import functions
@@ -280,3 +280,74 @@ def _alter_table_cmd(run: Run, cmd: Node, scope: Scope) -> None:
         name = str(cmd.get("name", ""))
         value = run.expr(cmd.get("def"), scope)
         run.copied(value, f"{scope.items[0].label}.{name}", run.masked_name(name))
+
+
+#: Relation kinds a rename can give a name that shadows a permanent relation from pg_temp.
+_RENAMED_RELATIONS = frozenset(("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_SEQUENCE",
+                                "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE"))  # fmt: skip
+
+
+def temp_objects(ntype: str, node: Node, temp_relations: Container[str]
+                 ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """The objects this statement may create in the session's own ``pg_temp`` schema, as
+    ``("relation", name)`` or ``("type", name)``. The catalog connection cannot see them, and
+    PostgreSQL searches ``pg_temp`` first for relations and types: such a name may shadow a
+    table or a builtin type the catalog connection describes. When unsure, it says yes (a name
+    counted as temporary only masks more)."""
+    def temp(rangevar: Any) -> str | None:
+        if not isinstance(rangevar, dict):
+            return None
+        name = str(rangevar.get("relname", ""))
+        schema = rangevar.get("schemaname")
+        if rangevar.get("relpersistence") == "t" or schema == "pg_temp":
+            return name
+        return None
+
+    def temp_type(names: list[str]) -> str | None:
+        return names[-1] if len(names) == 2 and names[0] == "pg_temp" else None
+
+    found: list[tuple[str, str]] = []
+    if ntype == "CreateStmt" or ntype == "CreateForeignTableStmt":
+        name = temp(node.get("relation") or (node.get("base") or {}).get("relation"))
+        found += [("relation", name)] if name else []
+    elif ntype == "CreateTableAsStmt":
+        name = temp((node.get("into") or {}).get("rel"))
+        found += [("relation", name)] if name else []
+    elif ntype == "SelectStmt" and isinstance(node.get("intoClause"), dict):
+        name = temp(node["intoClause"].get("rel"))
+        found += [("relation", name)] if name else []
+    elif ntype == "CreateSeqStmt":
+        name = temp(node.get("sequence"))
+        found += [("relation", name)] if name else []
+    elif ntype == "ViewStmt":
+        view = node.get("view") or {}
+        name = temp(view)
+        if name is None and view.get("schemaname") is None and temp_relations:
+            # A view over a temporary relation is made temporary by the server (with a notice).
+            name = str(view.get("relname", ""))
+        found += [("relation", name)] if name else []
+    elif ntype == "RenameStmt":
+        target = node.get("relation")
+        if node.get("renameType") in _RENAMED_RELATIONS and isinstance(target, dict):
+            old = str(target.get("relname", ""))
+            if target.get("schemaname") == "pg_temp" or (
+                    target.get("schemaname") is None and old in temp_relations):
+                found.append(("relation", str(node.get("newname", ""))))
+        elif node.get("renameType") in ("OBJECT_TYPE", "OBJECT_DOMAIN"):
+            names = node.get("object")
+            names = names.get("List", {}).get("items") if isinstance(names, dict) else names
+            if temp_type(strings(names)) is not None:
+                found.append(("type", str(node.get("newname", ""))))
+    elif ntype == "CompositeTypeStmt":
+        name = temp(node.get("typevar"))
+        found += [("type", name)] if name else []
+    elif ntype in ("CreateEnumStmt", "CreateRangeStmt"):
+        name = temp_type(strings(node.get("typeName")))
+        found += [("type", name)] if name else []
+    elif ntype == "CreateDomainStmt":
+        name = temp_type(strings(node.get("domainname")))
+        found += [("type", name)] if name else []
+    elif ntype == "DefineStmt" and node.get("kind") == "OBJECT_TYPE":
+        name = temp_type(strings(node.get("defnames")))
+        found += [("type", name)] if name else []
+    return tuple(found)

@@ -141,10 +141,15 @@ def test_the_agent_never_learns_the_backend_credentials(gateway: GatewayProcess,
     assert pg_cluster.reader_password not in gateway.log()
 
 
-def test_copy_in_both_directions_and_notifications(gateway: GatewayProcess) -> None:
+def test_copy_in_both_directions_and_notifications(gateway: GatewayProcess,
+                                                   pg_cluster: PgCluster) -> None:
+    # A table the catalog describes: a temporary one would be read masked whole, as the
+    # gateway cannot see what it holds (docs/masking.md).
+    pg_cluster.sql_script("DROP TABLE IF EXISTS public.imported;"
+                          "CREATE TABLE public.imported (id int, note text);"
+                          f"GRANT SELECT, INSERT ON public.imported TO {pg_cluster.reader_user};")
     token = gateway.token("bench", groups="bench")
     with psycopg.connect(gateway.dsn(token=token, user="bench"), autocommit=True) as conn:
-        conn.execute("create temp table imported (id int, note text)")
         with conn.cursor().copy("copy imported from stdin") as copy:
             for i in range(1000):
                 copy.write_row((i, f"note {i}"))

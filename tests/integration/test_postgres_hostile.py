@@ -315,9 +315,11 @@ def test_error_and_notice_text_is_masked(gateway: GatewayProcess) -> None:
         with pytest.raises(psycopg.errors.InvalidTextRepresentation) as err:
             conn.execute("select 'card 4111111111111111'::int")
     # The server's message quotes the value; the agent's own statement text (which psycopg
-    # shows as context) is not the server's to hide.
-    assert "4111111111111111" not in (err.value.diag.message_primary or "")
-    assert "1111" in (err.value.diag.message_primary or "")
+    # shows as context) is not the server's to hide. With column globs (this gateway has them)
+    # a value a data error quotes could be a listed column's: it is hidden whole.
+    message = err.value.diag.message_primary or ""
+    assert "4111111111111111" not in message
+    assert message == 'invalid input syntax for type integer: "****"'
 
 
 # -- more of A, C, G, H, I, J --------------------------------------------------------------
@@ -346,7 +348,9 @@ def test_search_path_cannot_change_what_the_gateway_does(gateway: GatewayProcess
     with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
         conn.execute("set search_path = pg_temp, public")
         row = conn.execute("select card_number from customers where id = 1").fetchone()
-        assert row is not None and row[0].endswith("1111") and "4111111111111111" not in row[0]
+        # customers may now be a table of the session's own pg_temp, which the catalog cannot
+        # see: read masked whole (docs/masking.md).
+        assert row is not None and "4111111111111111" not in row[0] and "*" in row[0]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("drop table customers")
 

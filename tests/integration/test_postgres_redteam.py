@@ -1,9 +1,8 @@
 """REDTEAM findings against the PostgreSQL connector, one regression test per bypass.
 
 Every test here reproduces a bypass found by the red team (branch ``redteam``) against the real
-gateway and a real cluster, and asserts the safe behaviour. They are marked
-``xfail(strict=True)`` while the bypass is open: a fix makes one XPASS, which fails the run, so
-whoever fixes it removes the marker and the test guards the fix from then on.
+gateway and a real cluster, and asserts the safe behaviour; each one failed before its fix
+(they were marked ``xfail(strict=True)`` while the bypass was open) and guards it from then on.
 
 The gateway masks ``*ssn*``, ``*secret*`` and ``*password*`` (tests/support/gateway.py). Row 4's
 SSN (987-65-4320) is one no detector recognises, so only lineage can hide it, and the table
@@ -26,9 +25,6 @@ from tests.support.rawpg import RawConnection, login
 SSN = "987-65-4320"  # customers.ssn of id 4: no detector masks it
 NOTE = "the-eagle-lands-at-noon"  # rt_vault.secret_note of id 1: no detector masks it
 PASSWORD = "hunter2-zebra"  # rt_vault.login_password of id 1
-
-REDTEAM = "REDTEAM finding (see the red-team report); remove this marker with the fix"
-
 
 @pytest.fixture(scope="module")
 def vault(pg_cluster: PgCluster) -> Iterator[None]:
@@ -149,20 +145,33 @@ def test_constraint_errors_do_not_show_masked_values(
      "SELECT tax_id FROM rt_v"),
     ("CREATE TEMP VIEW rt_v AS SELECT upper(ssn) AS u FROM customers WHERE id = 4",
      "SELECT * FROM rt_v"),
+    # pg_temp is searched first: a temp table shadows a table the catalog connection describes.
+    ("CREATE TEMP TABLE rt_events AS SELECT ssn FROM customers WHERE id = 4",
+     "SELECT * FROM rt_events"),
+    ("CREATE TEMP TABLE rt_events AS SELECT ssn FROM customers WHERE id = 4",
+     "SELECT e FROM rt_events e"),
+    ("CREATE TEMP TABLE rt_x AS SELECT ssn FROM customers WHERE id = 4;"
+     "ALTER TABLE rt_x RENAME TO rt_events", "SELECT * FROM rt_events"),
+    # ... and so does a pg_temp type a builtin cast then means.
+    ("CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE NOT LIKE '987%')",
+     "SELECT ssn::text FROM customers WHERE id = 4"),
 ])
 def test_temporary_relations_over_masked_columns_stay_masked(
-    gateway: GatewayProcess, setup: str, read: str
+    gateway: GatewayProcess, vault: None, setup: str, read: str
 ) -> None:
     """The catalog connection cannot see a session's temp objects and lineage_query calls a
     relation it cannot see clean (missing_is_clean): a temp copy (or a temp view, whose body
     is never judged as a read) shows masked columns, and computations on them, in clear."""
     with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as conn:
-        conn.execute(setup)
+        for statement in setup.split(";"):
+            conn.execute(statement)
         try:
             rows = conn.execute(read).fetchall()
         except psycopg.errors.InsufficientPrivilege:
             return
-    assert SSN not in str(rows), rows
+        except psycopg.errors.CheckViolation as error:  # the oracle answered
+            rows = [str(error)]
+    assert SSN not in str(rows) and "check constraint" not in str(rows), rows
 
 
 def test_a_cursor_name_the_server_dropped_is_not_trusted_again(

@@ -22,6 +22,7 @@ from connectors.postgres.catalog import (
     Relation,
     RelationName,
 )
+from connectors.postgres.guard import SessionCatalog
 from connectors.postgres.lineage import Analysis, NeedRelations, StatementLineage, analyze
 
 TEXT, INT, NUMERIC = 25, 23, 1700
@@ -131,13 +132,13 @@ def catalog(**kwargs: object) -> FakeCatalog:
     return FakeCatalog(TABLES, VIEWS, **kwargs)  # type: ignore[arg-type]
 
 
-def run(sql: str, cat: FakeCatalog | None = None) -> tuple[StatementLineage, ...]:
+def run(sql: str, cat: FakeCatalog | SessionCatalog | None = None) -> tuple[StatementLineage, ...]:
     result = analyze(sql, cat or catalog(), is_masked)
     assert isinstance(result, Analysis), result
     return result.statements
 
 
-def one(sql: str, cat: FakeCatalog | None = None) -> StatementLineage:
+def one(sql: str, cat: FakeCatalog | SessionCatalog | None = None) -> StatementLineage:
     statements = run(sql, cat)
     assert len(statements) == 1
     return statements[0]
@@ -305,8 +306,8 @@ OUTPUTS = {
     "recursive_step": Out("WITH RECURSIVE r(a) AS (SELECT 'x' UNION ALL SELECT c.card FROM r, customers c WHERE false) SELECT a FROM r", (0,)),
     "recursive_forward_reference": Out("WITH RECURSIVE a AS (SELECT * FROM b), b AS (SELECT card FROM customers) SELECT * FROM a", (0,)),
     "recursive_counter": Out("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r", (), 1),
-    "explain_plans_only": Out("EXPLAIN SELECT id FROM customers WHERE card = '4111'", (), 1),
-    "explain_analyze_false": Out("EXPLAIN (ANALYZE false) SELECT id FROM customers WHERE card = 'x'", (), 1),
+    "explain_plans_only": Out("EXPLAIN SELECT card FROM customers WHERE id = 4", (), 1),
+    "explain_analyze_false": Out("EXPLAIN (ANALYZE false) SELECT card, ssn FROM customers", (), 1),
 }
 # fmt: on
 
@@ -434,6 +435,9 @@ VIOLATIONS = {
     "declare_filter": ("DECLARE c CURSOR FOR SELECT id FROM customers ORDER BY ssn", "used in ORDER BY"),
     "explain_analyze_runs": ("EXPLAIN ANALYZE SELECT id FROM customers WHERE card = '4111'", "used in WHERE"),
     "explain_analyze_insert": ("EXPLAIN (ANALYZE) INSERT INTO t SELECT card, name FROM customers", "copied into public.t.a"),
+    # Planned only, the row estimates still come from the column's statistics (real values).
+    "explain_estimate_probe": ("EXPLAIN SELECT id FROM customers WHERE card = '4111'", "used in WHERE"),
+    "explain_analyze_false_probe": ("EXPLAIN (ANALYZE false) SELECT id FROM customers WHERE card < 'x'", "used in WHERE"),
     # DDL that reads values now or later.
     "rename_masked_column": ("ALTER TABLE customers RENAME COLUMN card TO c2", "public.customers.card is renamed to c2"),
     "generated_column_copy": ("ALTER TABLE customers ADD COLUMN c2 text GENERATED ALWAYS AS (card) STORED", "copied into public.customers.c2"),
@@ -729,3 +733,56 @@ def test_node_budget_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lineage_expr, "MAX_NODES", 50)
     sql = "SELECT " + ", ".join(f"upper(name) AS c{i}" for i in range(40)) + " FROM customers"
     assert any("too large" in u for u in one(sql).unknown)
+
+
+# -- the session's own pg_temp: searched first for relations and types ------------------------
+
+@pytest.mark.parametrize("sql, created", [
+    ("CREATE TEMP TABLE customers (id int, note text)", ("relation", "customers")),
+    ("CREATE TEMPORARY TABLE t AS SELECT ssn FROM customers", ("relation", "t")),
+    ("CREATE TABLE pg_temp.t (a int)", ("relation", "t")),
+    ("SELECT ssn INTO TEMP t FROM customers", ("relation", "t")),
+    ("CREATE TEMP VIEW v AS SELECT 1", ("relation", "v")),
+    ("CREATE TEMP SEQUENCE s", ("relation", "s")),
+    ("ALTER TABLE pg_temp.t RENAME TO customers", ("relation", "customers")),
+    ("CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE <> '')", ("type", "text")),
+    ("CREATE TYPE pg_temp.int4 AS (a int)", ("type", "int4")),
+    ("ALTER TYPE pg_temp.t RENAME TO numeric", ("type", "numeric")),
+])
+def test_objects_made_in_pg_temp_are_reported(sql: str, created: tuple[str, str]) -> None:
+    assert one(sql).temp_objects == (created,)
+
+
+@pytest.mark.parametrize("sql", ["CREATE TABLE t (a int)", "CREATE UNLOGGED TABLE t (a int)",
+                                 "CREATE VIEW v AS SELECT 1", "ALTER TABLE t RENAME TO customers",
+                                 "CREATE DOMAIN public.d AS text"])
+def test_permanent_objects_are_not_temporary(sql: str) -> None:
+    assert one(sql).temp_objects == ()
+
+
+def test_a_view_or_rename_after_a_temp_relation_counts_as_temporary() -> None:
+    """A view over a temporary relation is made temporary by the server; renaming a temp
+    relation keeps it in pg_temp under its new name."""
+    cat = SessionCatalog(catalog())
+    cat.note_temp_objects([("relation", "t")])
+    assert one("CREATE VIEW customers AS SELECT * FROM t", cat).temp_objects == (
+        ("relation", "customers"),)
+    assert one("ALTER TABLE t RENAME TO customers", cat).temp_objects == (
+        ("relation", "customers"),)
+
+
+def test_a_temporary_relation_shadows_the_catalog_and_is_opaque() -> None:
+    cat = SessionCatalog(catalog())
+    assert one("SELECT * FROM customers", cat).outputs[0].opaque is False
+    cat.note_temp_objects([("relation", "customers")])
+    shadowed = one("SELECT * FROM customers", cat)
+    assert shadowed.open_ended and shadowed.masks(0) and shadowed.masks(3)
+    assert one("SELECT * FROM public.customers", cat).masks(0) is False
+    assert one("SELECT * FROM pg_temp.anything", cat).masks(0)
+
+
+def test_a_temporary_type_shadowing_a_builtin_is_the_agents_own() -> None:
+    cat = SessionCatalog(catalog())
+    assert one("SELECT ssn::text FROM customers", cat).allowed
+    cat.note_temp_objects([("type", "text")])
+    assert "cannot see into" in one("SELECT ssn::text FROM customers", cat).violations[0]
