@@ -194,11 +194,12 @@ def build_array(array: BinaryArray, elements: Sequence[Element]) -> bytes:
     has_null = any(e is None for e in elements)
     parts = [_ARRAY_HEADER.pack(len(array.dims), 1 if has_null else 0, array.elem_oid)]
     parts.extend(_DIM.pack(size, lower) for size, lower in array.dims)
-    _append_items(parts, elements)
+    append_fields(parts, elements)
     return b"".join(parts)
 
 
-def _append_items(parts: list[bytes], items: Iterable[Element]) -> None:
+def append_fields(parts: list[bytes], items: Iterable[Element]) -> None:
+    """Length-prefixed values (-1 for NULL), as arrays, records and binary COPY tuples hold them."""
     for item in items:
         if item is None:
             parts.append(b"\xff\xff\xff\xff")
@@ -234,7 +235,7 @@ def build_record(fields: Sequence[tuple[int, Element]]) -> bytes:
     parts = [_I32.pack(len(fields))]
     for oid, field in fields:
         parts.append(_U32.pack(oid))
-        _append_items(parts, (field,))
+        append_fields(parts, (field,))
     return b"".join(parts)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from gateway.errors import ProtocolError
 from gateway.masking import Masker
 
+from .binary import append_fields
 from .pgtypes import Kind, TypeDesc, TypeRegistry
 from .values import UNCHANGED, ValueMasker
 
@@ -555,10 +556,5 @@ class BinaryCopyMasker:
             return None
         self.masked_rows += 1
         parts = [_I16.pack(len(out))]
-        for field in out:
-            if field is None:
-                parts.append(b"\xff\xff\xff\xff")
-            else:
-                parts.append(_I32.pack(len(field)))
-                parts.append(field)
+        append_fields(parts, out)
         return b"".join(parts)

@@ -13,7 +13,7 @@ Sans-IO; a no-op (UTF8, SQL_ASCII) edge costs one attribute test per message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .results import ResultSet
 from .transcode import (
@@ -36,6 +36,17 @@ from .transcode import (
     query,
     row_description,
 )
+
+#: Client messages whose strings are converted as they are (Bind needs its parameter types,
+#: CopyData the COPY's own transcoder).
+_TO_SERVER: dict[bytes, Callable[[ClientEncoding, bytes], bytes]] = {
+    b"Q": query, b"P": parse, b"D": describe, b"C": close, b"E": execute, b"f": copy_fail,
+}
+#: Server messages likewise (DataRow and CopyData need the result's or the COPY's transcoder).
+_TO_CLIENT: dict[bytes, Callable[[ClientEncoding, bytes], bytes]] = {
+    b"T": row_description, b"C": command_complete, b"E": error_response,
+    b"N": notice_response, b"A": notification_response, b"S": parameter_status,
+}
 
 __all__ = ["ClientEdge", "EncodingChange", "TranscodeError"]
 
@@ -82,20 +93,11 @@ class ClientEdge:
         """One client message in UTF-8 (``raw`` itself when nothing changes). CopyData may
         come back empty: the rest of a character is in the next one."""
         encoding = self.inbound
-        if tag == b"Q":
-            return query(encoding, raw)
-        if tag == b"P":
-            return parse(encoding, raw)
         if tag == b"B":
             return bind(encoding, raw, param_types)
-        if tag == b"D":
-            return describe(encoding, raw)
-        if tag == b"C":
-            return close(encoding, raw)
-        if tag == b"E":
-            return execute(encoding, raw)
-        if tag == b"f":
-            return copy_fail(encoding, raw)
+        convert = _TO_SERVER.get(tag)
+        if convert is not None:
+            return convert(encoding, raw)
         if tag == b"d" and self.copy_in is not None:
             return self.copy_in.copy_data(raw) or b""
         return raw
@@ -128,18 +130,9 @@ class ClientEdge:
         tag = raw[:1]
         if tag == b"D":
             return self._data_rows(result).data_row(raw)
-        if tag == b"T":
-            return row_description(encoding, raw)
-        if tag == b"C":
-            return command_complete(encoding, raw)
-        if tag == b"E":
-            return error_response(encoding, raw)
-        if tag == b"N":
-            return notice_response(encoding, raw)
-        if tag == b"A":
-            return notification_response(encoding, raw)
-        if tag == b"S":
-            return parameter_status(encoding, raw)
+        convert = _TO_CLIENT.get(tag)
+        if convert is not None:
+            return convert(encoding, raw)
         if tag == b"d" and self.copy_out is not None:
             return self.copy_out.copy_data(raw) or b""
         return raw
