@@ -188,3 +188,22 @@ def test_a_denial_says_what_the_statement_is_and_which_rule_decided(
             conn.execute("set role postgres")
         assert "(category role)" in str(denied.value)
         assert "policy.default" in str(denied.value)  # no rule allows it; the default denied
+
+
+@pytest.mark.parametrize("sql", ["select 1; select 2", "select 1; drop table customers"])
+def test_a_multi_statement_parse_gets_the_servers_own_error(gateway: GatewayProcess,
+                                                            sql: str) -> None:
+    """The server refuses it too (42601): the gateway says so itself, never a policy denial,
+    and never forwards it; the session goes on."""
+    conn = login(gateway.port, gateway.token("bob", "bench"))
+    try:
+        conn.send(Parse("", sql).encode() + Bind("", "").encode() + Execute("").encode()
+                  + Sync().encode())
+        errors = errors_of(conn.read_until_ready())
+        assert [(e.sqlstate, e.fields.get("M")) for e in errors] == [
+            ("42601", "cannot insert multiple commands into a prepared statement")]
+        conn.send(Query("select 7").encode())
+        replies = conn.read_until_ready()
+        assert not errors_of(replies) and "7" in str(replies)
+    finally:
+        conn.close()
