@@ -166,3 +166,40 @@ def test_copy_in_both_directions_and_notifications(gateway: GatewayProcess,
         received = list(conn.notifies(timeout=5, stop_after=1))
     assert [n.payload for n in received] == ["hello"]
     assert notice_seen and "4111111111111111" not in notice_seen[0] and "1111" in notice_seen[0]
+
+
+def test_psycopg_executemany_with_returning_gets_every_row(gateway: GatewayProcess,
+                                                           pg_cluster: PgCluster) -> None:
+    """psycopg 3 sends executemany(returning=True) as one pipeline of Bind/Execute pairs and
+    reads one result per parameter set."""
+    reader = pg_cluster.reader_user
+    pg_cluster.sql_script("DROP TABLE IF EXISTS public.many; "
+                          "CREATE TABLE public.many (id serial PRIMARY KEY, v text);"
+                          f"GRANT SELECT, INSERT ON public.many TO {reader};"
+                          f"GRANT USAGE ON SEQUENCE public.many_id_seq TO {reader};")
+    token = gateway.token("bench", groups="bench")
+    with psycopg.connect(gateway.dsn(token=token, user="bench"), autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.executemany("insert into many (v) values (%s) returning id, v",
+                        [("a",), ("b",), ("c",)], returning=True)
+        results = [cur.fetchall()]
+        while cur.nextset():
+            results.append(cur.fetchall())
+    assert results == [[(1, "a")], [(2, "b")], [(3, "c")]]
+
+
+def test_a_backend_terminated_under_a_session_is_a_closed_connection(
+    gateway: GatewayProcess,
+) -> None:
+    """The client sees the server's own FATAL (57P01) and then a closed connection, as it
+    would directly: drivers detect a broken connection by it."""
+    token = gateway.token("bench", groups="bench")
+    conn = psycopg.connect(gateway.dsn(token=token, user="bench"), autocommit=True)
+    try:
+        with psycopg.connect(gateway.dsn(token=token, user="bench"), autocommit=True) as other:
+            other.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.errors.AdminShutdown):
+            conn.execute("select 1")
+        assert conn.closed and conn.broken
+    finally:
+        conn.close()
