@@ -78,8 +78,12 @@ def _ambiguous(what: str, name: str) -> tuple[str, str]:
                       "earlier in this pipeline may have changed it, and the server only says "
                       "after a Sync; send Sync before reusing the name"))
 #: Parameters the server reports that must keep the value the gateway's parser relies on.
-_PINNED = {"client_encoding": ("UTF8", "UNICODE"), "standard_conforming_strings": ("on",)}
+_PINNED = {"client_encoding": ("UTF8", "UNICODE"), "server_encoding": ("UTF8", "UNICODE"),
+           "standard_conforming_strings": ("on",)}
 _ROLE_PARAMETERS = frozenset(("session_authorization", "is_superuser", "role"))
+#: What a parameter the target did not report at start-up is taken to have been: a first report
+#: of anything else is a change (fail closed); ``role`` starts as ``none``.
+_UNREPORTED = {"role": "none"}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -29,6 +29,7 @@ from .relaystate import (
     _PINNED,
     _ROLE_PARAMETERS,
     _S,
+    _UNREPORTED,
     End,
     LayerState,
     Step,
@@ -338,7 +339,10 @@ class ServerSide(LayerState):
             raise _Fatal(f"target changed {name}", "08P01",
                          f"the target now reports {name} = {value!r}; wardgate reads statements "
                          f"and values assuming {pinned[0]} and ends the session (fail closed)")
-        changed = value != self._initial.get(name, value)
+        if name in self._initial:
+            changed = value != self._initial[name]
+        else:  # first reported now: anything but its default is a change
+            changed = value != _UNREPORTED.get(name)
         if name in _ROLE_PARAMETERS and changed and not self._role_change_allowed:
             raise _Fatal(f"target changed {name}", "42501",
                          f"the session's {name} changed to {value!r} without a role change "
