@@ -453,7 +453,7 @@ class ClientSide(LayerState):
             # The server refuses it too, with this error; the gateway never forwards it.
             refusal = _MULTI_STATEMENT_PARSE
             decision = Decision(Action.DENY, "wardgate.multi_statement", refusal[1])
-        elif "execute_prepared" in commands[0].flags:
+        elif commands and "execute_prepared" in commands[0].flags:
             # EXECUTE p runs whatever p holds when its portal runs: judged then, not now.
             decision = Decision(Action.ALLOW, "wardgate.deferred", "judged when it runs")
         else:

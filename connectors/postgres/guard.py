@@ -17,7 +17,7 @@ does, except where a result's lineage is not known at all, where output names ar
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pglast.parser
@@ -111,7 +111,9 @@ class ColumnGuard:
                     return found
                 found = Analysis((None,) * count)  # type: ignore[arg-type]
             self._rounds = 0
-            return Verdict(found.statements)
+            # No column is listed: nothing is hidden whole, whatever its source (a temporary
+            # table's columns are opaque only for fear of listed ones); only the types count.
+            return Verdict(tuple(_types_only(s) for s in found.statements))
         advance = getattr(self.catalog, "advance", None)
         if advance is not None and self._clock is not None:
             advance(self._clock())
@@ -182,6 +184,15 @@ class ColumnGuard:
 
 def _never_masked(name: str) -> bool:
     return False
+
+
+def _types_only(lineage: StatementLineage | None) -> StatementLineage | None:
+    if lineage is None:
+        return None
+    outputs = lineage.outputs
+    if outputs is not None:
+        outputs = tuple(replace(o, opaque=False) if o.opaque else o for o in outputs)
+    return replace(lineage, outputs=outputs, rest_masked=False)
 
 
 def _problem(lineage: StatementLineage) -> str | None:

@@ -156,7 +156,7 @@ class ServerSide(LayerState):
             self.transaction_status = decode_backend(tag, body, raw).status  # type: ignore[attr-defined]
             answered = tracker.block_answered(self.transaction_status)
             if answered.hidden_code:
-                tracker.forget_names()
+                self._after_hidden_code()
             if answered.kind is Kind.QUERY:
                 self._started(answered)
                 if answered.encoding_change is not None:
@@ -282,7 +282,7 @@ class ServerSide(LayerState):
                 if head.encoding_change is not None:
                     self.edge.switch_outbound(head.encoding_change)
             if head.hidden_code:
-                self.tracker.forget_names()
+                self._after_hidden_code()
         elif head is not None and head.kind is Kind.QUERY:
             self._started(head)
             if completes and head.statements_done < len(head.statement_changes):
@@ -306,7 +306,7 @@ class ServerSide(LayerState):
             head.encoding_change = None  # SET client_encoding failed: read the client as before
             self.edge.revert_inbound()
         if head is not None and head.hidden_code and head.kind is not Kind.QUERY:
-            self.tracker.forget_names()  # it may have changed names before it failed
+            self._after_hidden_code()  # it may have changed names before it failed
         if head is not None and head.denial is not None:
             # The placeholder failed where the denied message would have run: whatever the
             # server said about it (a syntax error, 25P02 in an aborted transaction), nothing
@@ -328,6 +328,16 @@ class ServerSide(LayerState):
                 # A Parse into the unnamed statement drops the old one before it parses.
                 self.tracker.commit([Change(_S, "", REMOVED)])
             self.tracker.skip_to_sync()
+
+    def _after_hidden_code(self) -> None:
+        """Code the gateway cannot see ran: PL/pgSQL can PREPARE, DEALLOCATE, open and close
+        cursors under any name, so with listed columns no name is trusted any more (a name
+        swapped to a query over a listed column would be masked as the clean one it was). What
+        such code runs, it could run itself; without listed columns a swapped name shows
+        nothing that code could not return directly, so names are kept (drivers that cache
+        statements would otherwise fail on every call after a user function)."""
+        if self.guard.active:
+            self.tracker.forget_names()
 
     def _parameter_status(self, body: bytes, raw: bytes) -> str:
         status: ParameterStatus = decode_backend(b"S", body, raw)  # type: ignore[assignment]

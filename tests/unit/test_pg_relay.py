@@ -256,3 +256,17 @@ def test_any_order_of_messages_only_ends_in_a_protocol_error(steps: list[tuple[b
                     assert b"4111111111111111" not in getattr(message, "raw", b"")
         except (ProtocolError, Ended):
             return
+
+
+@pytest.mark.parametrize("sql", ["", "  ", "-- only a comment", "/* x */ ;"])
+def test_an_empty_statement_is_forwarded_in_both_protocols(sql: str) -> None:
+    """Nothing to judge: the server answers EmptyQueryResponse (asyncpg prepares "")."""
+    relay, _ = make_relay()
+    sent = client_sends(relay, Parse("", sql).encode() + Bind("", "").encode()
+                        + Execute("").encode() + Sync().encode())
+    assert Parse("", sql).encode() in sent
+    replies = server_sends(relay, b"1\x00\x00\x00\x04" + b"2\x00\x00\x00\x04" + b"n\x00\x00\x00\x04"
+                           + b"I\x00\x00\x00\x04" + ready_for_query("I"))
+    assert [type(r).__name__ for r in replies] == [
+        "ParseComplete", "BindComplete", "EmptyQueryResponse", "ReadyForQuery"]
+    assert client_sends(relay, Query(sql).encode()) == Query(sql).encode()
