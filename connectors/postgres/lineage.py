@@ -175,6 +175,7 @@ def _copy(run: Run, node: Node) -> Rel | None:
     if node.get("is_from"):
         return None  # rows come from the client
     qtype, query = unwrap(node.get("query"))
+    run.top_nodes.add(id(query))
     if qtype == "SelectStmt":
         rel = run.select(query, None, None)
     elif qtype in _DML:
@@ -212,7 +213,11 @@ def _explain_analyze(options: Any) -> bool:
     return False
 
 
-def _statement(run: Run, ntype: str, node: Node) -> StatementLineage:
+def _statement(run: Run, ntype: str, node: Node, *, shown: bool = True) -> StatementLineage:
+    """``shown``: its outputs reach the client (not so under EXPLAIN ANALYZE, which computes
+    them all the same: every computed value is then judged where it is formed)."""
+    if shown:
+        run.top_nodes.add(id(node))
     if ntype == "SelectStmt":
         rel = run.select(node, None, None)
         into = node.get("intoClause")
@@ -238,7 +243,7 @@ def _statement(run: Run, ntype: str, node: Node) -> StatementLineage:
         # Only planned, no row is read; but the planner's row estimates come from the column
         # statistics (most common values, histogram bounds: real values), so a filter on a
         # masked column is as much a probe planned as run: the inner statement is judged.
-        inner = _statement(run, *unwrap(node.get("query")))
+        inner = _statement(run, *unwrap(node.get("query")), shown=False)
         return replace(inner, outputs=_outputs(plan), open_ended=False, defines=None,
                        inner=None, recalls=None, rest_masked=True,
                        changes_catalog=inner.changes_catalog and runs)  # fmt: skip

@@ -89,6 +89,10 @@ class Analyser:
         self.depth = 0
         self.where = ""  # " (in view x)" while inside a view body
         self.view_stack: list[int] = []
+        #: The statement's own output-producing queries (ids of their nodes): their computed
+        #: outputs are judged by the guard, which names the output; every other target list
+        #: is judged where a value is computed (``computed``).
+        self.top_nodes: set[int] = set()
         self.view_names: list[dict[str, str]] = []  # per view body: unqualified name -> schema
         self._views: dict[int, Rel] = {}
         self._masked_names: dict[str, bool] = {}
@@ -102,6 +106,18 @@ class Analyser:
     def violation(self, lin: Lin, use: str) -> None:
         for column in sorted(lin.masked):
             self.violations[f"masked column {column} is used in {use}{self.where}"] = None
+
+    def computed(self, lin: Lin) -> None:
+        """A value computed from a masked column is formed here (a target list at any level, a
+        VALUES row, a function in FROM): the server evaluates it whether or not any output
+        shows it, and its errors (``1/0`` under a CASE on the value, a cast that quotes it)
+        answer questions about the value. Only an exact pass-through may travel on. A view's
+        own definition is not the agent's to choose, and is judged where its columns are
+        used."""
+        if lin.masked and lin.origin is None and not self.view_stack:
+            for column in sorted(lin.masked):
+                self.violations[f"masked column {column} is computed with{self.where}; masked "
+                                "columns may be shown as they are, not computed with"] = None
 
     def copied(self, lin: Lin, dest: str, dest_masked: bool) -> None:
         """``lin`` is written into ``dest``: allowed only for an exact copy into a masked column

@@ -193,6 +193,8 @@ class Run(Analyser):
             self.depth -= 1
 
     def _set_operation(self, node: Node, op: str, outer: Scope | None, ctes: Ctes | None) -> Rel:
+        if id(node) in self.top_nodes:  # each branch's targets are the statement's outputs
+            self.top_nodes.update((id(node.get("larg")), id(node.get("rarg"))))
         left = self.select(node.get("larg") or {}, outer, ctes)
         right = self.select(node.get("rarg") or {}, outer, ctes)
         if left.open and not right.open:
@@ -211,13 +213,17 @@ class Run(Analyser):
         return rel
 
     def _values(self, node: Node, scope: Scope) -> Rel:
+        top = id(node) in self.top_nodes
         columns: list[list[Lin]] = []
         for row in node.get("valuesLists") or []:
             _, items = unwrap(row)
             for index, item in enumerate(items.get("items") or []):
                 if index == len(columns):
                     columns.append([])
-                columns[index].append(self.expr(item, scope))
+                lin = self.expr(item, scope)
+                if not top:
+                    self.computed(lin)
+                columns[index].append(lin)
         # A VALUES column is a new value, even from one row (the server reports no origin).
         cols = [(f"column{i + 1}", derive(lins)) for i, lins in enumerate(columns)]
         return Rel(cols, sure=[True] * len(cols))
@@ -227,7 +233,7 @@ class Run(Analyser):
         for entry in node.get("fromClause") or []:
             scope.items.extend(self.from_item(entry, scope, ctes, outer).items)
         self.predicate(node.get("whereClause"), scope, "WHERE")
-        rel = self.targets(node.get("targetList") or [], scope)
+        rel = self.targets(node.get("targetList") or [], scope, top=id(node) in self.top_nodes)
         for entry in node.get("groupClause") or []:
             self._group_item(entry, rel, scope)
         self.predicate(node.get("havingClause"), scope, "HAVING")
@@ -301,7 +307,7 @@ class Run(Analyser):
                 return
         self.violation(self.expr(entry, scope), "GROUP BY")
 
-    def targets(self, entries: list[Any], scope: Scope) -> Rel:
+    def targets(self, entries: list[Any], scope: Scope, *, top: bool = False) -> Rel:
         cols: list[Col] = []
         sure: list[bool] = []
         open_ = False
@@ -325,6 +331,8 @@ class Run(Analyser):
                     rest.append(expanded.rest)
                 continue
             lin = self.expr(value, scope)
+            if not top:
+                self.computed(lin)
             if open_:
                 rest.append(lin)  # its position is unknown: it may be any unlisted column
                 continue
@@ -497,6 +505,7 @@ class Run(Analyser):
             )
             coldefs = coldefs or [unwrap(c)[1] for c in node.get("coldeflist") or []]
             lin = self.expr(items[0], scope) if items else OPAQUE
+            self.computed(lin)  # it runs for every row, whatever the query shows of it
             if ftype != "FuncCall":
                 names: tuple[str, ...] | None = None  # CAST(... AS composite) has columns
             else:

@@ -60,7 +60,8 @@ def _returning(run: Run, node: Node, scope: Scope) -> Rel | None:
     extra = [target.hidden() for _ in range(2)]
     extra[0].refname, extra[1].refname = "old", "new"
     extra = [e for e in extra if all(i.refname != e.refname for i in scope.items)]
-    return run.targets(exprs, Scope(scope.items + extra, scope.parent, scope.ctes))
+    return run.targets(exprs, Scope(scope.items + extra, scope.parent, scope.ctes),
+                       top=id(node) in run.top_nodes)
 
 
 def dml(run: Run, ntype: str, node: Node, outer: Scope | None, ctes: Ctes | None) -> Rel | None:

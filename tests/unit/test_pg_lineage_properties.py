@@ -52,7 +52,10 @@ def masked_positions(sql: str, cat: FakeCatalog | None = None) -> tuple[int, ...
     result = analyze(sql, cat or catalog(), is_masked)
     assert isinstance(result, Analysis)
     (lineage,) = result.statements
-    assert lineage.violations == () and lineage.unknown == (), (sql, lineage)
+    # Computed below the outputs is refused where it is formed (as a computed output is).
+    computed = "not computed with"
+    assert all(v.endswith(computed) for v in lineage.violations), (sql, lineage)
+    assert lineage.unknown == (), (sql, lineage)
     return lineage.masked_positions()
 
 
