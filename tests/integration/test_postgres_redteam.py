@@ -387,3 +387,54 @@ def test_a_masked_field_of_a_composite_column_is_masked(
         except psycopg.errors.InsufficientPrivilege:
             return
     assert SSN not in str(rows) and PASSWORD not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason="REDTEAM2: pg_stat_get_backend_activity is a 'pure' "
+                   "pg_stat_get_ function and shows other identities' statements")
+def test_other_sessions_statements_are_not_readable_by_backend_id(
+    gateway: GatewayProcess,
+) -> None:
+    """LIMITATIONS.md says other sessions' statement text (pg_stat_activity,
+    pg_stat_statements, pg_stat_get_activity) is admin and denied; functions.PURE_PREFIXES
+    makes every other ``pg_stat_get_`` function pure, and pg_stat_get_backend_activity(id)
+    returns the current query of any backend of the same database user: every session, since
+    all reach the target as the gateway's one user."""
+    marker = "rt2-marker-qx-5512"
+    with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as other:
+        other.execute(f"SELECT '{marker}' AS note")
+        with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+            try:
+                rows = conn.execute("SELECT pg_stat_get_backend_activity(b) "
+                                    "FROM pg_stat_get_backend_idset() b").fetchall()
+            except psycopg.errors.InsufficientPrivilege:
+                return
+    assert marker not in str(rows), rows
+
+
+@pytest.mark.xfail(strict=True, reason="REDTEAM2: a role's default search_path changed by "
+                   "ALTER ROLE ... SET is never noticed: new sessions resolve names elsewhere")
+def test_a_default_search_path_set_on_the_role_cannot_swap_a_table(
+    gateway: GatewayProcess, vault: None
+) -> None:
+    """catalog_client reads the catalog with the target user's default search_path as it was
+    when its connection opened, and a session's path counts as changed only after a statement
+    of that session flagged search_path (guard.ColumnGuard.search_path_changed);
+    lineage._INERT even lists AlterRoleSetStmt/AlterDatabaseSetStmt. ALTER ROLE CURRENT_USER
+    SET search_path (allowed to the bench identity, which masking still binds) makes every
+    later session of the target, any identity's, read rt_shadow.rt_events while lineage
+    describes public.rt_events: its api_secret column comes back in clear, even to ``*``
+    (guard._origin_masked finds no relation for the unloaded OID and masks nothing)."""
+    with psycopg.connect(gateway.dsn(token=bench(gateway)), autocommit=True) as keeper:
+        keeper.execute("SELECT id, e::text FROM rt_events e").fetchall()
+        keeper.execute("ALTER ROLE CURRENT_USER SET search_path = rt_shadow, public")
+        try:
+            with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+                rows = []
+                for sql in ("SELECT * FROM rt_events", "SELECT id, e::text FROM rt_events e"):
+                    try:
+                        rows.append(conn.execute(sql).fetchall())
+                    except psycopg.errors.InsufficientPrivilege:
+                        pass
+        finally:
+            keeper.execute("ALTER ROLE CURRENT_USER RESET search_path")
+    assert NOTE not in str(rows), rows
