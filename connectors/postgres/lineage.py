@@ -119,6 +119,9 @@ class StatementLineage:
     rest_masked: bool = True
     #: What it may create in the session's pg_temp: ("relation" | "type", name).
     temp_objects: tuple[tuple[str, str], ...] = ()
+    #: It reads a masked column (shows one, or copies one into a masked column): the server's
+    #: errors about it may quote such a value, whatever their class.
+    reads_masked: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -160,8 +163,12 @@ def _outputs(rel: Rel) -> tuple[OutputColumn, ...]:
 
 
 def _result(run: Run, rel: Rel | None, **extra: Any) -> StatementLineage:
+    outputs = _outputs(rel) if rel is not None else None
+    shown = any(o.masked or o.opaque for o in outputs or ()) or (
+        rel is not None and rel.open and (bool(rel.rest.masked) or rel.rest.opaque))
     return StatementLineage(
-        _outputs(rel) if rel is not None else None,
+        outputs,
+        reads_masked=run.copied_masked or shown,
         open_ended=rel is not None and rel.open,
         rest_masked=not (rel is not None and rel.open and rel.rest == NONE),
         violations=tuple(run.violations),

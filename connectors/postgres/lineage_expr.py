@@ -93,6 +93,7 @@ class Analyser:
         #: outputs are judged by the guard, which names the output; every other target list
         #: is judged where a value is computed (``computed``).
         self.top_nodes: set[int] = set()
+        self.copied_masked = False  # an exact copy of a masked column into a masked one
         self.view_names: list[dict[str, str]] = []  # per view body: unqualified name -> schema
         self._views: dict[int, Rel] = {}
         self._masked_names: dict[str, bool] = {}
@@ -122,7 +123,10 @@ class Analyser:
     def copied(self, lin: Lin, dest: str, dest_masked: bool) -> None:
         """``lin`` is written into ``dest``: allowed only for an exact copy into a masked column
         (reading it back is masked too); a constant is not a read."""
-        if not lin.masked or (dest_masked and lin.origin is not None):
+        if not lin.masked:
+            return
+        if dest_masked and lin.origin is not None:
+            self.copied_masked = True
             return
         verb = "computed into" if dest_masked else "copied into"
         for column in sorted(lin.masked):

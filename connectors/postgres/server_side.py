@@ -383,10 +383,15 @@ class ServerSide(LayerState):
         # Data and integrity errors quote the values they are about ("Failing row contains
         # (...)", "Key (ssn)=(...)", 'invalid input syntax ...: "..."'): with listed columns
         # there, what they quote may be one, so it is hidden whole (fail closed).
-        values_shown = self.guard.active and msg.sqlstate[:2] in _VALUE_QUOTING_CLASSES
+        head = self.tracker.head()
+        # A statement that reads a listed column can fail quoting its value whatever the class
+        # (a cast to regclass: 42P01 relation "..." does not exist): every quoted string goes.
+        lineage = self._current_lineage(head) if self.guard.active else None
+        reads = bool(getattr(lineage, "reads_masked", False))
+        values_shown = reads or (self.guard.active
+                                 and msg.sqlstate[:2] in _VALUE_QUOTING_CLASSES)
         # Code the gateway cannot see (a user function) may RAISE what it read from a listed
         # column in any field: with listed columns, what such code says is hidden whole.
-        head = self.tracker.head()
         hidden_code = self.guard.active and head is not None and head.hidden_code
         for key, value in fields.items():
             if key in _CODE_FIELDS or (hidden_code and key in _LOCATION_FIELDS):
@@ -396,7 +401,7 @@ class ServerSide(LayerState):
                 continue
             masked = mask(value)  # every text field: a RAISE ... USING COLUMN = card is one
             if values_shown and key in _VALUE_FIELDS:
-                masked = _hide_quoted_values(key, masked)
+                masked = _hide_quoted_values(key, masked, every=reads)
             if masked != value:
                 changed[key] = masked
         if not changed:
@@ -463,7 +468,7 @@ class ServerSide(LayerState):
 _CODE_FIELDS = frozenset("SVC")
 #: Classes whose messages quote values: 22 data exception, 23 integrity constraint violation.
 _VALUE_QUOTING_CLASSES = frozenset(("22", "23"))
-_VALUE_FIELDS = frozenset("MDW")
+_VALUE_FIELDS = frozenset("MDWH")
 #: Where in the server's source a message comes from: file, line, routine (never data).
 _LOCATION_FIELDS = frozenset("FLR")
 HIDDEN_BY_CODE = "(hidden by wardgate: raised by code it cannot see, which may quote masked columns)"
@@ -471,8 +476,10 @@ _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 HIDDEN_DETAIL = "(detail hidden by wardgate: it may show values of masked columns)"
 
 
-def _hide_quoted_values(key: str, text: str) -> str:
+def _hide_quoted_values(key: str, text: str, *, every: bool = False) -> str:
     if key == "D":
         return HIDDEN_DETAIL
+    if every:
+        return _QUOTED.sub('"****"', text)
     # Messages and contexts quote identifiers too; values they quote follow ": " or "value ".
     return re.sub(r'(:\s*|value\s+)"(?:[^"]|"")*"', r'\1"****"', text)

@@ -276,7 +276,7 @@ def test_a_statement_pipelined_after_a_lexer_change_never_runs(
 
 # -- round 2 -------------------------------------------------------------------------------
 # Found by the second red team (branch ``redteam2``); each test asserts the safe behaviour and
-# is marked xfail(strict=True) while the bypass is open.
+# was marked xfail(strict=True) while the bypass was open.
 
 def _probe(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> str:
     """What a probe answers: "denied", "error" (the oracle's 1) or "ok" (its 0)."""
@@ -289,8 +289,6 @@ def _probe(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> str:
     return "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="REDTEAM2: computed masked values that are not "
-                   "top-level outputs are never judged (error oracle)")
 @pytest.mark.parametrize("template", [
     # A function in FROM runs for every row whether its column is used or not.
     "SELECT c.id FROM customers c, LATERAL abs(1/(CASE WHEN c.ssn LIKE '{p}%' THEN 0 ELSE 1 END))"
@@ -305,7 +303,8 @@ def _probe(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> str:
 def test_a_masked_value_computed_below_the_outputs_is_no_oracle(
     gateway: GatewayProcess, template: str
 ) -> None:
-    """guard._problem refuses a computation on a masked column only when it is a top-level
+    """(Fixed: a computation is now refused wherever it is formed, lineage_expr.computed.) It
+    was: guard._problem refused a computation on a masked column only when it was a top-level
     output; lineage_query.Run.targets (subquery and CTE target lists) and range_function
     (functions in FROM, run for every row) derive masked lineage into columns the outer query
     drops, and no violation is recorded. The server still computes them, so an error raised
@@ -317,8 +316,6 @@ def test_a_masked_value_computed_below_the_outputs_is_no_oracle(
     assert set(answers.values()) == {"denied"}, answers
 
 
-@pytest.mark.xfail(strict=True, reason="REDTEAM2: inner computations are unjudged and errors "
-                   "outside classes 22/23 quote masked values in clear")
 @pytest.mark.parametrize("cast, value", [
     ("c.ssn::regclass", SSN),  # 42P01 relation "..." does not exist
     ("v.login_password::regrole", PASSWORD),  # 42704 role "..." does not exist
@@ -327,8 +324,9 @@ def test_a_masked_value_computed_below_the_outputs_is_no_oracle(
 def test_an_error_outside_class_22_does_not_quote_a_masked_value(
     gateway: GatewayProcess, pg_cluster: PgCluster, vault: None, cast: str, value: str
 ) -> None:
-    """The inner-computation gap above (guard._problem judges top-level outputs only) lets a
-    cast run on a masked value; server_side._masked_fields hides quoted values only for
+    """(Fixed with the gap above, and errors of a statement reading a listed column now hide
+    every quoted string.) It was: the inner-computation gap above let a cast run on a masked
+    value; server_side._masked_fields hides quoted values only for
     SQLSTATE classes 22 and 23 (_VALUE_QUOTING_CLASSES), but casts to the reg* types fail with
     42P01/42704/42601 quoting their whole input. No detector knows these values, so one query
     shows a masked value whole."""
@@ -342,6 +340,23 @@ def test_an_error_outside_class_22_does_not_quote_a_masked_value(
         except psycopg.Error as error:
             text = str(error) + str(error.diag.context)
     assert value not in text, text
+
+
+def test_an_error_of_a_statement_reading_a_listed_column_quotes_nothing(
+    gateway: GatewayProcess,
+) -> None:
+    """Whatever its class: a statement that shows a listed column may fail quoting a value
+    (a cast to regclass fails with 42P01 relation "..." does not exist), so every string its
+    errors quote is hidden; a statement reading none keeps its messages as they are."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable) as reading:
+            conn.execute("SELECT ssn FROM customers WHERE id = 4 "
+                         "AND 'no_such_table'::regclass IS NOT NULL")
+        with pytest.raises(psycopg.errors.UndefinedTable) as not_reading:
+            conn.execute("SELECT name FROM customers WHERE id = 4 "
+                         "AND 'no_such_table'::regclass IS NOT NULL")
+    assert reading.value.diag.message_primary == 'relation "****" does not exist'
+    assert not_reading.value.diag.message_primary == 'relation "no_such_table" does not exist'
 
 
 @pytest.fixture(scope="module")
