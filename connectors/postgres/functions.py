@@ -53,6 +53,7 @@ _S = Category.SESSION
 _U = Category.UNKNOWN
 
 _ADMIN = _effect(_A)
+_OTHER_SESSIONS = _effect(_A, what="shows other sessions' statements")
 _WRITE = _effect(_W)
 _SERVER_FILE = _effect(_A, flags=("server_file",), what="reads the server's file system")
 _LO_WRITE = _effect(_W, flags=("large_object",))
@@ -107,8 +108,8 @@ SIDE_EFFECTS: dict[str, FunctionEffect] = {
     "pg_read_binary_file": _SERVER_FILE,
     "pg_stat_file": _SERVER_FILE,
     # Other sessions' statement text: every session is the gateway's one database user.
-    "pg_stat_get_activity": _effect(_A, what="shows other sessions' statements"),
-    "pg_stat_statements": _effect(_A, what="shows other sessions' statements"),
+    "pg_stat_get_activity": _OTHER_SESSIONS,
+    "pg_stat_statements": _OTHER_SESSIONS,
     "pg_current_logfile": _SERVER_FILE,
     "pg_logdir_ls": _SERVER_FILE,
     # Large objects.
@@ -337,6 +338,9 @@ SQL_STANDARD_DOMAINS = frozenset(
 # Read-only accessor families (catalog definitions, statistics counters, privilege checks).
 # Side-effect names are looked up first, so a prefix here cannot hide one.
 PURE_PREFIXES = ("pg_get_", "pg_stat_get_", "has_")
+#: ... but one backend's statistics accessors show what any session runs now (its statement
+#: text, its client, its wait): every session is the gateway's one database user.
+OTHER_SESSIONS_PREFIXES = ("pg_stat_get_backend_",)
 
 
 # Operator names of pg_operator in a fresh cluster, plus the keyword names the parser gives
@@ -384,6 +388,8 @@ def call_effect(parts: list[str], args: list[Any]) -> tuple[str, FunctionEffect 
         return qualified_name(parts), None  # any other schema: a user function whatever its name
     name = parts[-1]
     effect = lookup(name)
+    if effect is None and name.startswith(OTHER_SESSIONS_PREFIXES):
+        return name, _OTHER_SESSIONS
     if effect is None:
         pure = name in PURE_FUNCTIONS or name.startswith(PURE_PREFIXES)
         return None if pure else (name, None)

@@ -404,8 +404,6 @@ def test_a_masked_field_of_a_composite_column_is_masked(
     assert SSN not in str(rows) and PASSWORD not in str(rows), rows
 
 
-@pytest.mark.xfail(strict=True, reason="REDTEAM2: pg_stat_get_backend_activity is a 'pure' "
-                   "pg_stat_get_ function and shows other identities' statements")
 def test_other_sessions_statements_are_not_readable_by_backend_id(
     gateway: GatewayProcess,
 ) -> None:

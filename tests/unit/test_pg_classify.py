@@ -202,6 +202,12 @@ CASES = [
     Case("ALTER FUNCTION f() OWNER TO r", {"alter", "alter_function", "alter_owner"}, {DDL, DCL}),
     Case("CREATE POLICY p ON t USING (owner = current_user)",
          {"create", "create_policy"}, {DDL, DCL}),
+    # Other sessions' statement text (every session is the gateway's one database user).
+    Case("SELECT pg_stat_get_backend_activity(b) FROM pg_stat_get_backend_idset() b",
+         {"select"}, {ADMIN}),
+    Case("SELECT * FROM pg_stat_get_activity(NULL)", {"select"}, {ADMIN}),
+    Case("SELECT query FROM pg_stat_activity", {"select"}, {ADMIN}),
+    Case("SELECT pg_stat_get_numscans('customers'::regclass)", {"select"}, {R}),
     # ROLE: changes of the identity statements run as are their own category.
     Case("SET ROLE admin", {"set", "set_role"}, {ROLE, SESSION}, {"role_change"}),
     Case('SET "Role" = admin', {"set", "set_role"}, {ROLE, SESSION}),
