@@ -167,15 +167,20 @@ class ColumnGuard:
         """Per column of a result: hide it whole. None: lineage unknown, match names instead."""
         if not self.active or lineage is None:
             return None
-        return tuple(lineage.masks(i) or self._origin_masked(f) for i, f in enumerate(fields))
+        return tuple(lineage.masks(i) or self._origin_masked(f, lineage)
+                     for i, f in enumerate(fields))
 
-    def _origin_masked(self, field: FieldDescription) -> bool:
+    def _origin_masked(self, field: FieldDescription, lineage: StatementLineage) -> bool:
         # The server's own word on where a column comes from, as a second opinion.
         if not field.table_oid:
             return False
+        if field.table_oid not in lineage.relation_oids:
+            # The server read a table the analysis never resolved a name to (a name that
+            # means another table in this session): its columns are hidden (fail closed).
+            return True
         relation = self.catalog.relation_by_oid(field.table_oid)
         if isinstance(relation, Missing):
-            return False
+            return False  # answers dropped since (DDL): the analysis stands
         for column in relation.columns:
             if column.attnum == field.column_attr:
                 return self.is_masked(column.name)

@@ -122,6 +122,9 @@ class StatementLineage:
     #: It reads a masked column (shows one, or copies one into a masked column): the server's
     #: errors about it may quote such a value, whatever their class.
     reads_masked: bool = False
+    #: The relations (OIDs) its names resolved to, views' bodies included: the server's
+    #: RowDescription must name no other as a column's origin.
+    relation_oids: frozenset[int] = frozenset()
 
     @property
     def allowed(self) -> bool:
@@ -169,6 +172,7 @@ def _result(run: Run, rel: Rel | None, **extra: Any) -> StatementLineage:
     return StatementLineage(
         outputs,
         reads_masked=run.copied_masked or shown,
+        relation_oids=frozenset(run.resolved),
         open_ended=rel is not None and rel.open,
         rest_masked=not (rel is not None and rel.open and rel.rest == NONE),
         violations=tuple(run.violations),

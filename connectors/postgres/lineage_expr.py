@@ -85,6 +85,7 @@ class Analyser:
         self.need_settings = False
         self.changes_catalog = False
         self.relations = 0  # catalog relations referenced
+        self.resolved: set[int] = set()  # OIDs of the relations names resolved to
         self.nodes = 0
         self.depth = 0
         self.where = ""  # " (in view x)" while inside a view body

@@ -110,6 +110,7 @@ class Run(Analyser):
         if found.schema == "pg_catalog" and found.name in STATISTICS_RELATIONS:
             why = f"{found.qualified} shows sample values of every column, masked ones too"
             self.unknown[why + self.where] = None
+        self.resolved.add(found.oid)
         if found.kind in ("v", "m"):
             return self.view_rel(found), found
         return Rel(list(self.base_cols(found)), sure=[True] * len(found.columns)), found

@@ -88,7 +88,25 @@ def startup_parameters(target: Target, client_params: dict[str, str]) -> dict[st
     params["database"] = target.database or target.user or ""
     # Pinned so that every value flowing back is UTF-8 the masker can read (HOSTILE H.50).
     params["client_encoding"] = "UTF8"
+    # Pinned for every session and the catalog connection alike, so that both resolve
+    # unqualified names the same way: a role's or database's default (ALTER ROLE ... SET
+    # search_path, which anyone allowed to run it can change for every later session) never
+    # applies through the gateway. A start-up parameter overrides those defaults.
+    params["search_path"] = target_search_path(target)
     return params
+
+
+#: PostgreSQL's own default.
+DEFAULT_SEARCH_PATH = '"$user", public'
+
+
+def target_search_path(target: Target) -> str:
+    """``[targets.X.options] search_path``: the search path of every session to the target."""
+    value = target.options.get("search_path", DEFAULT_SEARCH_PATH)
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise UpstreamError(f"target {target.name!r}: options.search_path must be a non-empty "
+                            "string such as '\"$user\", public'")
+    return value
 
 
 async def _read(stream: trio.abc.Stream, decoder: BackendDecoder) -> Message:

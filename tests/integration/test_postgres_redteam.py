@@ -424,8 +424,6 @@ def test_other_sessions_statements_are_not_readable_by_backend_id(
     assert marker not in str(rows), rows
 
 
-@pytest.mark.xfail(strict=True, reason="REDTEAM2: a role's default search_path changed by "
-                   "ALTER ROLE ... SET is never noticed: new sessions resolve names elsewhere")
 def test_a_default_search_path_set_on_the_role_cannot_swap_a_table(
     gateway: GatewayProcess, vault: None
 ) -> None:
