@@ -42,6 +42,10 @@ MAX_DEPENDENCY_DEPTH = 16
 MAX_ROWS = 500_000
 #: A view definition longer than this is refused (lineage would be unknown).
 MAX_VIEW_SQL = 1 << 20
+#: How deep composites, arrays and domains are followed for a column's field names, and how
+#: long their list (hex, comma-separated) may be.
+MAX_FIELD_DEPTH = 8
+MAX_FIELDS_TEXT = 1 << 20
 _WIDTH = 6  # every row: kind and five text fields
 
 
@@ -58,11 +62,16 @@ NOT_LOADED = Missing.NOT_LOADED
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One user column (no system or dropped columns), as ``pg_attribute`` describes it."""
+    """One user column (no system or dropped columns), as ``pg_attribute`` describes it.
+
+    ``fields``: the names of every attribute its type holds, through composites, arrays and
+    domains, at any depth (``snapshot customers`` holds ``ssn``): a glob matching one of them
+    makes the column as sensitive as the field."""
 
     name: str
     attnum: int
     type_oid: int
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +221,29 @@ closure(rel_oid, depth) AS (
     AND d.refobjid OPERATOR(pg_catalog.<>) c.rel_oid
   WHERE c.depth OPERATOR(pg_catalog.<) {MAX_DEPENDENCY_DEPTH}),
 rels AS (SELECT DISTINCT closure.rel_oid FROM closure),
+fieldwalk(rel_oid, attnum, type_oid, field_name, depth) AS (
+  SELECT a.attrelid, a.attnum, a.atttypid, NULL::pg_catalog.name, 0
+  FROM rels
+  JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} rels.rel_oid
+  WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+  UNION
+  SELECT f.rel_oid, f.attnum, inner_type.type_oid, inner_type.field_name,
+    f.depth OPERATOR(pg_catalog.+) 1
+  FROM fieldwalk f
+  JOIN pg_catalog.pg_type t ON t.oid {eq} f.type_oid
+  CROSS JOIN LATERAL (
+    SELECT t.typbasetype, NULL::pg_catalog.name WHERE t.typtype {eq} 'd'::pg_catalog."char"
+    UNION ALL
+    SELECT t.typelem, NULL::pg_catalog.name
+    WHERE t.typelem OPERATOR(pg_catalog.<>) 0::pg_catalog.oid
+      AND t.typcategory {eq} 'A'::pg_catalog."char"
+    UNION ALL
+    SELECT fa.atttypid, fa.attname FROM pg_catalog.pg_attribute fa
+    WHERE t.typrelid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid
+      AND fa.attrelid {eq} t.typrelid
+      AND fa.attnum OPERATOR(pg_catalog.>) 0 AND NOT fa.attisdropped
+  ) AS inner_type(type_oid, field_name)
+  WHERE f.depth OPERATOR(pg_catalog.<) {MAX_FIELD_DEPTH}),
 path(first_schema) AS (SELECT (SELECT s.nsp::pg_catalog.text
   FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS s(nsp, pos)
   WHERE NOT pg_catalog.starts_with(s.nsp::pg_catalog.text, 'pg_temp')
@@ -230,7 +262,11 @@ JOIN pg_catalog.pg_class c ON c.oid {eq} rels.rel_oid
 JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace
 UNION ALL
 SELECT 'c', a.attrelid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
-  a.atttypid::pg_catalog.text, NULL
+  a.atttypid::pg_catalog.text,
+  (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.encode(pg_catalog.convert_to(
+      f.field_name::pg_catalog.text, 'UTF8'), 'hex'), ',')
+   FROM fieldwalk f WHERE f.rel_oid {eq} a.attrelid AND f.attnum {eq} a.attnum
+     AND f.field_name IS NOT NULL)
 FROM rels
 JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} rels.rel_oid
 WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
@@ -278,6 +314,17 @@ def _str(value: str | None, what: str) -> str:
     return value
 
 
+def _field_names(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if len(value) > MAX_FIELDS_TEXT:
+        raise CatalogError("catalog answer: too many composite fields")
+    try:
+        return tuple(bytes.fromhex(part).decode("utf-8") for part in value.split(","))
+    except ValueError as exc:
+        raise CatalogError("catalog answer: a composite field name is not hex") from exc
+
+
 def parse_relation_rows(rows: Iterable[Sequence[str | None]]) -> CatalogAnswer:
     """Read the rows of :func:`relations_query` (text values, NULL as None).
 
@@ -308,7 +355,8 @@ def parse_relation_rows(rows: Iterable[Sequence[str | None]]) -> CatalogAnswer:
             oid, attnum = _int(a, "column relation"), _int(b, "attnum")
             if attnum <= 0:
                 raise CatalogError("catalog answer: system or invalid column number")
-            column = Column(_str(c, "column name"), attnum, _int(d, "type oid"))
+            column = Column(_str(c, "column name"), attnum, _int(d, "type oid"),
+                            _field_names(e))
             if columns.setdefault(oid, {}).setdefault(attnum, column) is not column:
                 raise CatalogError("catalog answer: duplicate column number")
         elif kind == "v":

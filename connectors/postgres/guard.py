@@ -183,7 +183,7 @@ class ColumnGuard:
             return False  # answers dropped since (DDL): the analysis stands
         for column in relation.columns:
             if column.attnum == field.column_attr:
-                return self.is_masked(column.name)
+                return self.is_masked(column.name) or any(map(self.is_masked, column.fields))
         return False
 
 

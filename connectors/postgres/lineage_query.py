@@ -125,7 +125,11 @@ class Run(Analyser):
         cols = []
         for column in relation.columns:
             qualified = relation.column_name(column.name)
-            masked = frozenset((qualified,)) if self.masked_name(column.name) else frozenset()
+            # A column is as sensitive as any field its type holds (a ``customers``-typed
+            # column holds ``ssn``): shown whole it is masked, any field of it computed with.
+            sensitive = self.masked_name(column.name) or any(
+                self.masked_name(f) for f in column.fields)
+            masked = frozenset((qualified,)) if sensitive else frozenset()
             origin = Origin(relation.oid, column.attnum, column.type_oid, qualified)
             cols.append((column.name, Lin(masked, origin, False)))
         if len(_BASES) >= _MAX_BASES:
@@ -169,7 +173,7 @@ class Run(Analyser):
         cols: list[Col] = []
         for index, column in enumerate(view.columns):
             lin = inner.cols[index][1] if index < len(inner.cols) else inner.rest
-            if self.masked_name(column.name):
+            if self.masked_name(column.name) or any(self.masked_name(f) for f in column.fields):
                 lin = Lin(lin.masked | {view.column_name(column.name)}, lin.origin, lin.opaque)
             cols.append((column.name, lin))
         rel = Rel(cols, sure=[True] * len(cols))

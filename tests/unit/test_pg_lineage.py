@@ -800,3 +800,41 @@ def test_a_temporary_type_shadowing_a_builtin_is_the_agents_own() -> None:
     assert one("SELECT ssn::text FROM customers", cat).allowed
     cat.note_temp_objects([("type", "text")])
     assert "cannot see into" in one("SELECT ssn::text FROM customers", cat).violations[0]
+
+
+def with_archive() -> FakeCatalog:
+    """``archive(id int, snapshot customers, note text)``: snapshot holds a customers row."""
+    cat = catalog()
+    cat.relations[("public", "archive")] = Relation(
+        17000, "public", "archive", "r",
+        (Column("id", 1, INT), Column("snapshot", 2, 16400, ("id", "name", "card", "ssn")),
+         Column("note", 3, TEXT, ())))
+    return cat
+
+
+@pytest.mark.parametrize("sql, masked", [
+    ("SELECT snapshot FROM archive", (0,)),
+    ("SELECT a.snapshot AS s, note FROM archive a", (0,)),
+    ("SELECT * FROM archive", (1,)),
+])
+def test_a_column_holding_a_masked_field_is_masked_whole(sql: str, masked: tuple[int, ...]) -> None:
+    lineage = one(sql, with_archive())
+    assert lineage.allowed and lineage.masked_positions() == masked
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT (snapshot).ssn FROM archive",
+    "SELECT (snapshot).name FROM archive",
+    "SELECT id FROM archive WHERE (snapshot).ssn LIKE '9%'",
+    "SELECT id FROM archive ORDER BY snapshot",
+    "SELECT snapshot::text FROM archive",
+])
+def test_a_column_holding_a_masked_field_is_not_computed_with(sql: str) -> None:
+    lineage = one(sql, with_archive())
+    assert not lineage.allowed or any(
+        not o.exact for o in lineage.outputs or () if o.masked), lineage
+
+
+def test_the_fields_of_a_column_holding_a_masked_field_are_all_masked() -> None:
+    lineage = one("SELECT (snapshot).* FROM archive", with_archive())
+    assert lineage.open_ended and all(lineage.masks(i) for i in range(4))

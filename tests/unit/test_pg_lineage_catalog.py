@@ -27,7 +27,7 @@ from connectors.postgres.catalog import (
 )
 from connectors.postgres.lineage import Analysis, NeedRelations, analyze
 
-FIXED_LITERALS = {"hex", "UTF8", "k", "r", "c", "v", "s", "x", "e", "1", "m", "pg_temp",
+FIXED_LITERALS = {"hex", "UTF8", "k", "r", "c", "v", "s", "x", "e", "1", "m", "pg_temp", "d", "A", ",",
                   "pg_catalog", "pg_catalog.pg_rewrite", "pg_catalog.pg_class", "function",
                   "operator", "type", "pg_catalog.pg_proc", "pg_catalog.pg_operator",
                   "pg_catalog.pg_type"}  # fmt: skip
@@ -136,7 +136,17 @@ def test_answer_is_read_into_relations() -> None:
     assert answer.search_path_safe
 
 
+def test_a_column_type_s_field_names_are_read() -> None:
+    """``snapshot customers`` holds customers' fields: their names travel as hex."""
+    snapshot = ("c", "10", "4", "snapshot", "16400",
+                "ssn".encode().hex() + "," + "nümber".encode().hex())
+    by_oid = {r.oid: r for r in parse_relation_rows([*rows(), snapshot]).relations}
+    assert by_oid[10].columns[-1] == Column("snapshot", 4, 16400, ("ssn", "nümber"))
+
+
 @pytest.mark.parametrize(("change", "why"), [
+    (lambda r: r + [("c", "10", "4", "s", "25", "zz")], "not hex"),
+    (lambda r: r + [("c", "10", "4", "s", "25", "ff")], "not hex"),  # not UTF-8 either
     (lambda r: r + [("x", None, None, None, None, None)], "unknown kind"),
     (lambda r: r + [("c", "10", "1")], "wrong width"),
     (lambda r: r + [("c", "10", "1", "dup", "25", None)], "duplicate column"),
