@@ -87,13 +87,23 @@ class ServerSide(LayerState):
         return Step(b"".join(out))
 
     def _unknown_types(self, framed: tuple[bytes, bytes, bytes]) -> tuple[int, ...]:
-        if self.types is None or framed[0] != b"T":
+        if self.types is None:
+            return ()
+        if framed[0] == b"T":
+            fields: tuple[FieldDescription, ...] | None = _row_description(*framed).fields
+        elif framed[0] == b"D" and self.result is None:
+            # The first row of an Execute whose statement was described earlier (a driver's
+            # cached statement): its user types may have been forgotten since (DDL), and a
+            # composite read against no description would be NULLed.
+            fields = self._described_fields(self.tracker.head())
+        else:
+            return ()
+        if not fields:
             return ()
         if self.types.generation != self._types_generation:
             self._types_generation = self.types.generation
             self._types_asked.clear()
-        rd = _row_description(*framed)
-        missing = self.types.missing(f.type_oid for f in rd.fields)
+        missing = self.types.missing(f.type_oid for f in fields)
         missing = tuple(oid for oid in missing if oid not in self._types_asked)
         self._types_asked.update(missing)
         return missing
@@ -236,6 +246,16 @@ class ServerSide(LayerState):
             request.started = True
             self.tracker.commit(request.changes)
 
+    def _described_fields(self, head: Request | None) -> tuple[FieldDescription, ...] | None:
+        """The fields a Describe told for the portal an Execute runs (or its statement)."""
+        if head is None or head.kind is not Kind.EXECUTE or head.portal is None:
+            return None
+        portal = head.portal
+        fields = self._fields.get(portal)
+        if fields is None and portal.statement is not None:
+            fields = self._fields.get(portal.statement)
+        return fields
+
     def _result_for(
         self, head: Request | None, fields: tuple[FieldDescription, ...] | None,
         from_description: bool = False,
@@ -244,11 +264,8 @@ class ServerSide(LayerState):
         lineage = self._current_lineage(head)
         if head is not None and head.kind is Kind.EXECUTE:
             formats = head.result_formats
-            portal = head.portal
-            if fields is None and portal is not None:
-                fields = self._fields.get(portal)
-                if fields is None and portal.statement is not None:
-                    fields = self._fields.get(portal.statement)
+            if fields is None:
+                fields = self._described_fields(head)
         if from_description:
             formats = None  # a RowDescription in a result carries the real formats
         masks = self.guard.column_masks(lineage, fields) if fields is not None else None

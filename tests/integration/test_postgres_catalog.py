@@ -154,3 +154,47 @@ def test_with_column_globs_a_name_is_not_trusted_after_a_user_function(
         with pytest.raises(psycopg.Error) as refused:
             conn.execute("select pg_temp.twice(%s)", (2,))
     assert refused.value.sqlstate in ("26000", "34000")
+
+
+def test_a_cached_statement_sees_a_composite_changed_since_as_it_would_directly(
+    detectors_only: GatewayProcess, pg_cluster: PgCluster
+) -> None:
+    """asyncpg caches its statements and their types: after ALTER TYPE ... ADD ATTRIBUTE the
+    cached statement's rows carry three fields where it knows two, and asyncpg says so
+    (OutdatedSchemaCacheError) and re-prepares. The gateway must describe the type again
+    for a row of a statement described before the change, not NULL the value."""
+    import asyncpg
+
+    pg_cluster.sql(f"grant create on schema public to {pg_cluster.reader_user}")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+
+    async def main() -> tuple[object, type[BaseException] | None, object]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=detectors_only.port, user="dora",
+                                     password=detectors_only.token("dora", groups="bench"),
+                                     database="pg-app", ssl=ctx)
+        try:
+            await conn.execute("create type cat_trio as (x int, y int)")
+            await conn.execute("create table cat_t3 (a int, b cat_trio)")
+            await conn.execute("insert into cat_t3 values (1, (2, 3))")
+            before = await conn.fetchrow("select * from cat_t3")
+            await conn.execute("alter type cat_trio add attribute c text")
+            raised: type[BaseException] | None = None
+            try:
+                await conn.fetchrow("select * from cat_t3")
+            except asyncpg.OutdatedSchemaCacheError as exc:
+                raised = type(exc)
+            after = await conn.fetchrow("select * from cat_t3")  # re-prepared by asyncpg
+            return before, raised, after
+        finally:
+            await conn.execute("drop table if exists cat_t3")
+            await conn.execute("drop type if exists cat_trio")
+            await conn.close()
+
+    try:
+        before, raised, after = asyncio.run(main())
+    finally:
+        pg_cluster.sql(f"revoke create on schema public from {pg_cluster.reader_user}")
+    assert tuple(before) == (1, (2, 3))  # type: ignore[arg-type]
+    assert raised is not None and raised.__name__ == "OutdatedSchemaCacheError"
+    assert tuple(after) == (1, (2, 3, None))  # type: ignore[arg-type]
